@@ -50,31 +50,33 @@ class Case:
 
 
 def _mtt(name, label, ref=None, **params):
-    return Case(name, "mtt", label, {"variant": "mtt", "memory": "graph", **params}, ref)
+    """A trajectory-matching case; ``memory=None`` runs MTTConfig's default mode."""
+    return Case(name, "mtt", label, {"variant": "mtt", "memory": None, **params}, ref)
 
 
 CASES: tuple[Case, ...] = (
     Case("expert_epoch", "expert", "expert: 1 epoch, batch 256, DSA"),
-    _mtt("mtt_ipc1_s50", "IPC 1, 50 steps, graph", "mtt_ipc1_s50", ipc=1, steps=50),
-    _mtt("mtt_ipc10_s10", "IPC 10, 10 steps, graph", "mtt_ipc10_s10", ipc=10, steps=10),
-    _mtt("mtt_ipc10_s20", "IPC 10, 20 steps, graph", "mtt_ipc10_s20", ipc=10, steps=20),
-    _mtt("mtt_ipc10_s30", "IPC 10, 30 steps, graph", "mtt_ipc10_s30", ipc=10, steps=30),
-    _mtt("mtt_recompute_ipc10_s10", "IPC 10, 10 steps, recompute", "mtt_ipc10_s10", ipc=10, steps=10,
-         memory="recompute"),
-    _mtt("mtt_recompute_ipc10_s20", "IPC 10, 20 steps, recompute", "mtt_ipc10_s20", ipc=10, steps=20,
-         memory="recompute"),
-    _mtt("mtt_recompute_ipc10_s30", "IPC 10, 30 steps, recompute", "mtt_ipc10_s30", ipc=10, steps=30,
-         memory="recompute"),
-    _mtt("mtt_recompute_ipc10_s80", "IPC 10, 80 steps, recompute", None, ipc=10, steps=80, memory="recompute"),
+    _mtt("mtt_ipc1_s50", "IPC 1, 50 steps", "mtt_ipc1_s50", ipc=1, steps=50),
+    _mtt("mtt_ipc10_s10", "IPC 10, 10 steps", "mtt_ipc10_s10", ipc=10, steps=10),
+    _mtt("mtt_ipc10_s20", "IPC 10, 20 steps", "mtt_ipc10_s20", ipc=10, steps=20),
+    _mtt("mtt_ipc10_s30", "IPC 10, 30 steps", "mtt_ipc10_s30", ipc=10, steps=30),
+    _mtt("mtt_ipc10_s80", "IPC 10, 80 steps", None, ipc=10, steps=80),
+    _mtt("mtt_graph_ipc1_s50", "IPC 1, 50 steps, graph", "mtt_ipc1_s50", ipc=1, steps=50, memory="graph"),
+    _mtt("mtt_graph_ipc10_s10", "IPC 10, 10 steps, graph", "mtt_ipc10_s10", ipc=10, steps=10, memory="graph"),
+    _mtt("mtt_graph_ipc10_s20", "IPC 10, 20 steps, graph", "mtt_ipc10_s20", ipc=10, steps=20, memory="graph"),
+    _mtt("mtt_graph_ipc10_s30", "IPC 10, 30 steps, graph", "mtt_ipc10_s30", ipc=10, steps=30, memory="graph"),
     _mtt("ast_ipc10_s20", "AST, IPC 10, 20 steps (real init)", "mtt_ipc10_s20", ipc=10, steps=20, variant="ast"),
     _mtt("mct_ipc10_s20", "MCT, IPC 10, 20 steps", "mtt_ipc10_s20", ipc=10, steps=20, variant="mct"),
     Case("dm_ipc10", "dm", "DM, IPC 10, batch_real 256", {"ipc": 10}, "dm_ipc10"),
+    Case("dm_ipc10_compiled", "dm", "DM, IPC 10, compile=True", {"ipc": 10, "compile": True}, "dm_ipc10"),
     Case("tgdd_ipc10", "tgdd", "TGDD, IPC 10, batch_real 256", {"ipc": 10}),
+    Case("tgdd_ipc10_compiled", "tgdd", "TGDD, IPC 10, compile=True", {"ipc": 10, "compile": True}),
     Case("eval_sequential", "eval", "5 ConvNets, IPC 10, sequential", {"batched": False}),
     Case("eval_batched", "eval", "5 ConvNets, IPC 10, batched", {"batched": True}),
     Case("peak_matmul", "matmul", "float32 matmul n x n"),
     Case("peak_conv", "conv", "conv3x3 of ConvNet layer 2, fwd+bwd"),
     Case("convnet_fwd_bwd", "convnet", "ConvNet-3 fwd+bwd, batch 256"),
+    Case("convnet_fwd_bwd_compiled", "convnet", "ConvNet-3 fwd+bwd, torch.compile", {"compile": True}),
 )
 CASES_BY_NAME = {case.name: case for case in CASES}
 
@@ -106,10 +108,18 @@ def count_flops(fn: Callable[[], Any]) -> tuple[float | None, str | None]:
 
 
 def measure(step: Callable[[], Any], device: torch.device, *, repeats: int, warmup: int = 1,
-            flops: bool = True, warmup_step: Callable[[], Any] | None = None) -> dict[str, Any]:
-    """Warm up (the first warm-up counts FLOPs), then time ``repeats`` calls of ``step``."""
+            flops: bool = True, warmup_step: Callable[[], Any] | None = None,
+            count: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Warm up (the first warm-up counts FLOPs), then time ``repeats`` calls of ``step``.
+
+    ``count``: an eager twin of a compiled ``step`` (the same work) whose FLOPs are counted
+    instead, since the counter does not see inside compiled kernels.
+    """
     baseline = memory_mb(device)
     flop_count, flop_note = None, None
+    if count is not None:
+        flop_count, flop_note = count_flops(count)
+        flops = False
     for w in range(warmup):
         run = warmup_step or step
         if flops and w == 0:
@@ -239,10 +249,10 @@ def run_mtt(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
     p = case.params
     steps = max(1, round(p["steps"] * S["steps_scale"]))
     overrides: dict[str, Any] = {"syn_steps": steps, "zca": False}
-    if has_field(MTTConfig, "memory"):
+    if p["memory"] is not None:
+        if not has_field(MTTConfig, "memory"):
+            return skipped("MTTConfig has no 'memory' option in this ddlib")
         overrides["memory"] = p["memory"]
-    elif p["memory"] != "graph":
-        return skipped("MTTConfig has no 'memory' option in this ddlib")
     if p["variant"] == "mct":
         try:
             from ddlib.convexified import ConvexifiedTrajectory
@@ -267,30 +277,53 @@ def run_mtt(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
     return result
 
 
+def _compile_args(case: Case, config_cls: type) -> dict[str, Any] | None:
+    """``{"compile": True}`` for a compiled case, ``{}`` otherwise; None when ddlib lacks the switch."""
+    if not case.params.get("compile"):
+        return {}
+    return {"compile": True} if has_field(config_cls, "compile") else None
+
+
+def _distribution_case(case: Case, S: dict, device: torch.device, config_cls: type,
+                       make: Callable[[Any, dict], tuple[Any, Any]]) -> dict[str, Any]:
+    """Time ``distiller.step`` of DM or TGDD; ``make(data, extra_config) -> (distiller, config)``.
+
+    A compiled case warms up twice (the first calls compile) and counts no FLOPs: the
+    counter does not see inside compiled kernels, and the eager case has the same work.
+    """
+    compile_args = _compile_args(case, config_cls)
+    if compile_args is None:
+        return skipped(f"{config_cls.__name__} has no 'compile' option in this ddlib")
+    data = random_dataset(S["distill_train"], S["distill_test"], S["side"])
+    distiller, config = make(data, compile_args)
+    compiled = bool(compile_args)
+    result = measure(_counter(distiller.step), device, repeats=S["fast_repeats"], warmup=2 if compiled else 1,
+                     flops=not compiled)
+    result["settings"] = {"ipc": config.ipc, "batch_real": config.batch_real, "dsa": config.dsa, "width": S["width"],
+                          "image": f"3x{S['side']}x{S['side']}", "train_images_in_memory": S["distill_train"],
+                          "compile": compiled}
+    return result
+
+
 def run_dm(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
     from ddlib.dm import DistributionMatching, DMConfig
 
-    data = random_dataset(S["distill_train"], S["distill_test"], S["side"])
-    config = DMConfig(ipc=case.params["ipc"], batch_real=S["batch_real"], width=S["width"])
-    distiller = DistributionMatching(data, config, seed=0, device=device)
-    result = measure(_counter(distiller.step), device, repeats=S["fast_repeats"])
-    result["settings"] = {"ipc": config.ipc, "batch_real": config.batch_real, "dsa": config.dsa, "width": S["width"],
-                          "image": f"3x{S['side']}x{S['side']}", "train_images_in_memory": S["distill_train"]}
-    return result
+    def make(data, extra):
+        config = DMConfig(ipc=case.params["ipc"], batch_real=S["batch_real"], width=S["width"], **extra)
+        return DistributionMatching(data, config, seed=0, device=device), config
+
+    return _distribution_case(case, S, device, DMConfig, make)
 
 
 def run_tgdd(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
     from ddlib.tgdd import TGDD, TGDDConfig
 
-    data = random_dataset(S["distill_train"], S["distill_test"], S["side"])
-    net = convnet(data, S["width"])
-    source = OneExpert(fake_trajectory(net, S["traj_epochs"]))
-    config = TGDDConfig(ipc=case.params["ipc"], batch_real=S["batch_real"])
-    distiller = TGDD(data, source, net, config, seed=0, device=device)
-    result = measure(_counter(distiller.step), device, repeats=S["fast_repeats"])
-    result["settings"] = {"ipc": config.ipc, "batch_real": config.batch_real, "dsa": config.dsa, "width": S["width"],
-                          "image": f"3x{S['side']}x{S['side']}", "train_images_in_memory": S["distill_train"]}
-    return result
+    def make(data, extra):
+        net = convnet(data, S["width"])
+        config = TGDDConfig(ipc=case.params["ipc"], batch_real=S["batch_real"], **extra)
+        return TGDD(data, OneExpert(fake_trajectory(net, S["traj_epochs"])), net, config, seed=0, device=device), config
+
+    return _distribution_case(case, S, device, TGDDConfig, make)
 
 
 def run_eval(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
@@ -316,9 +349,14 @@ def run_eval(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
         config = EvalConfig(epochs=n_epochs, **kwargs)
         return lambda: evaluate_synthetic(syn, data, config, seed=0, device=device, progress=False)
 
-    result = measure(protocol(epochs), device, repeats=S["eval_repeats"], flops=False, warmup_step=protocol(1))
+    # FLOPs: those of the one-epoch warm-up (training and the final test pass), counted for the
+    # sequential case only (the counter is not used under vmap).
+    result = measure(protocol(epochs), device, repeats=S["eval_repeats"], flops=not batched,
+                     warmup_step=protocol(1))
     per_call = result["s_per_iter"]
-    result.update(s_per_iter=per_call / epochs, s_per_call=per_call, gflops=None,
+    flops_epoch = result.get("flops_per_iter")
+    result.update(s_per_iter=per_call / epochs, s_per_call=per_call,
+                  gflops=flops_epoch / (per_call / epochs) / 1e9 if flops_epoch else None,
                   s_protocol_1000_epochs_estimate=per_call / epochs * 1000)
     fallback = None
     if batched:  # evaluate_synthetic silently trains one after another when batching does not apply
@@ -372,14 +410,20 @@ def run_convnet(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
     data = random_dataset(S["conv_batch"], 1, S["side"])
     net = convnet(data, S["width"]).to(device)
     x, y = data.images_train.to(device), data.labels_train.to(device)
+    compiled = bool(case.params.get("compile"))
+    model = torch.compile(net, dynamic=False) if compiled else net
 
-    def step():
-        net.zero_grad(set_to_none=True)
-        F.cross_entropy(net(x), y).backward()
+    def work(module):
+        def step():
+            net.zero_grad(set_to_none=True)
+            F.cross_entropy(module(x), y).backward()
+        return step
 
-    result = measure(step, device, repeats=S["fast_repeats"], warmup=2)
+    result = measure(work(model), device, repeats=S["fast_repeats"], warmup=2,
+                     count=work(net) if compiled else None)
     result["settings"] = {"batch": S["conv_batch"], "width": S["width"], "image": f"3x{S['side']}x{S['side']}",
-                          "depth": net.depth, "norm": "instance", "work": "forward + backward (no input grad)"}
+                          "depth": net.depth, "norm": "instance", "work": "forward + backward (no input grad)",
+                          "compile": compiled}
     return result
 
 
@@ -405,5 +449,6 @@ def run_case(name: str, size: str, device: str, threads: int) -> dict[str, Any]:
     if result["status"] == "ok":
         result["peak_mb"] = memory_mb(dev)
         result["memory_kind"] = "cuda max_memory_allocated" if dev.type == "cuda" else "max RSS of the process"
-    result.update(wall_s=time.perf_counter() - start, threads=torch.get_num_threads(), device=str(dev))
+    result.update(wall_s=time.perf_counter() - start, threads=torch.get_num_threads(), device=str(dev),
+                  thp_mem_alloc_enable=os.environ.get("THP_MEM_ALLOC_ENABLE"))
     return result

@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--size tiny|full] [--out benchmarks/results/bench.json]
                              [--only NAME_OR_PATTERN ...] [--threads 2] [--device auto] [--jobs 1]
+                             [--huge-pages on|off]
 
 Every case (see ``benchmarks/cases.py``) runs in its own fresh Python process, so its peak
 memory (max RSS on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU) is its own. Each
@@ -9,7 +10,11 @@ case warms up once, then reports the median of a few timed iterations. The resul
 printed as a table beside the reference numbers of ``benchmarks/reference.json`` and
 written to JSON with the machine's description. ``--size tiny`` (width 8, 8x8 images,
 1-2 iterations) only proves that every case runs; its numbers are not comparable with the
-reference, so no ratio or target verdict is given for it.
+reference, so no ratio or target verdict is given for it. Every case's process runs with
+``THP_MEM_ALLOC_ENABLE=1``, as ``make`` runs the chapters and the tests (PyTorch then backs
+CPU tensors of 2 MB and more with transparent huge pages, so a fresh activation faults in
+a few huge pages instead of thousands of small ones); ``--huge-pages off`` measures
+without it, as the reference numbers were taken.
 """
 from __future__ import annotations
 
@@ -83,10 +88,29 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- running the cases -----------------------------------------------------------------------------
+HUGE_PAGES_ENV = "THP_MEM_ALLOC_ENABLE"
+
+
+def child_env(environ: dict[str, str] | os._Environ, threads: int, huge_pages: str) -> dict[str, str]:
+    """Environment of a case's process: thread counts, and PyTorch's huge-page switch on or off.
+
+    ``huge_pages="on"`` sets ``THP_MEM_ALLOC_ENABLE=1`` (PyTorch then backs CPU tensors of
+    2 MB and more with transparent huge pages, as ``make`` runs everything); ``"off"``
+    removes it, which is how the reference numbers were taken.
+    """
+    if huge_pages not in ("on", "off"):
+        raise ValueError(f"huge_pages={huge_pages!r}: expected 'on' or 'off'")
+    env = dict(environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+    if huge_pages == "on":
+        env[HUGE_PAGES_ENV] = "1"
+    else:
+        env.pop(HUGE_PAGES_ENV, None)
+    return env
+
+
 def run_child(case: cases.Case, args: argparse.Namespace) -> dict[str, Any]:
     """Run one case in a fresh interpreter and parse its result line."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
-               PYTHONUNBUFFERED="1")
+    env = child_env(os.environ, args.threads, args.huge_pages)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", case.name, "--size", args.size,
                "--threads", str(args.threads), "--device", args.device]
     start = time.perf_counter()
@@ -218,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch/OpenMP threads per case (default: 2 as the reference at size full, 1 at tiny)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--huge-pages", choices=("on", "off"), default="on",
+                        help=f"on (default, as make runs the chapters): {HUGE_PAGES_ENV}=1 in every case's "
+                             "process, so PyTorch backs large CPU tensors with transparent huge pages; off: without")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per case (default: none)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other cases of an existing --out file of the same size")
@@ -244,12 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     reference = json.loads(REFERENCE.read_text())
     selected = select(args.only)
     machine = machine_info(args)
+    machine["huge_pages"] = args.huge_pages
     results: dict[str, dict] = {}
     if args.merge and args.out.exists():
         previous = json.loads(args.out.read_text())
-        if previous.get("size") == args.size:
+        same_pages = previous.get("machine", {}).get("huge_pages", "off") == args.huge_pages
+        if previous.get("size") == args.size and same_pages:
             results = {n: r for n, r in previous.get("cases", {}).items() if n in cases.CASES_BY_NAME}
-    print(f"[bench] size={args.size} threads={args.threads} device={machine['device']} "
+    print(f"[bench] size={args.size} threads={args.threads} huge_pages={args.huge_pages} device={machine['device']} "
           f"({machine['device_name']}), load average {machine['load_average_start']}", flush=True)
     if args.jobs > 1 and args.size == "full":
         print(f"[bench] warning: --jobs {args.jobs} runs cases concurrently; times and memory are not clean",

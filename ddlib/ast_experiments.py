@@ -111,10 +111,11 @@ def cumulative_ablation(ipc: int) -> dict[str, dict[str, Any]]:
 
 
 def first_experts(store: TrajectoryStore, n: int) -> TrajectoryStore:
-    """The same store restricted to its first ``n`` experts.
+    """The same store restricted to its first ``n`` experts, as a :class:`TrajectoryStore`.
 
-    :func:`~ddlib.experiments.cached_experts` returns every expert of a shared store (another
-    chapter may have asked for more), so a run would otherwise depend on the build order.
+    :func:`~ddlib.experiments.cached_experts` returns ``n`` experts, but as a ``FirstExperts`` view
+    (``len`` and ``trajectory`` only) when another chapter extended the shared store; this store
+    also iterates, and its ``manifest`` and ``nbytes`` cover just the ``n`` experts.
     """
     if len(store) < n:
         raise ValueError(f"the store {str(store.root)!r} holds {len(store)} experts; {n} were requested")
@@ -243,9 +244,8 @@ def run_subset(data: ImageDataset, settings: ScaleSettings, ipc: int, seed: int,
         store = cached_experts(artifacts_dir, data, expert_config, settings.num_experts, seed, loss_hook=hook,
                                device=device, progress=False)
         config = imagenet_subset_config(ipc, settings.iterations).replace(**changes)
-        outcomes[method] = distill(data, first_experts(store, settings.num_experts), config, seed,
-                                   eval_config=eval_config, folder=folder, name=f"{data.name}-{method}-ipc{ipc}",
-                                   device=device)
+        outcomes[method] = distill(data, store, config, seed, eval_config=eval_config, folder=folder,
+                                   name=f"{data.name}-{method}-ipc{ipc}", device=device)
     return outcomes
 
 

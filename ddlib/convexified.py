@@ -37,7 +37,7 @@ from .models import build_model
 from .fileio import TMP_PREFIX as _TMP_PREFIX
 from .fileio import atomic_write as _atomic_write
 from .fileio import json_normalise as _json_normalise
-from .fileio import load_torch_payload, read_verified
+from .fileio import ExpertFileStore, read_json_manifest
 from .fileio import torch_bytes as _torch_bytes
 from .trajectory_store import (
     MANIFEST_NAME, TrajectoryStore, _differences,
@@ -249,22 +249,15 @@ def _header(store: TrajectoryStore, opts: ConvexifyOptions) -> dict[str, Any]:
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:
-    path = root / MANIFEST_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"no convexified store at {str(root)!r}: {str(path)!r} does not exist")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"manifest {str(path)!r} is not valid JSON: {error}") from error
-    if missing := [k for k in _KEYS if not isinstance(manifest, dict) or k not in manifest]:
-        raise ValueError(f"manifest {str(path)!r} lacks the key(s) {missing}; expected {list(_KEYS)}")
+    manifest = read_json_manifest(root, MANIFEST_NAME, _KEYS, "convexified store")
     if manifest["kind"] != "convexified" or manifest["format_version"] != FORMAT_VERSION:
+        path = root / MANIFEST_NAME
         raise ValueError(f"manifest {str(path)!r} has kind {manifest['kind']!r}, format_version "
                          f"{manifest['format_version']!r}; expected 'convexified', {FORMAT_VERSION}")
     return manifest
 
 
-class ConvexifiedStore:
+class ConvexifiedStore(ExpertFileStore):
     """Read access to a folder written by :func:`convexify_store`; a trajectory source for
     :class:`ddlib.mtt.TrajectoryMatching` (``len``, ``trajectory(k)``, ``num_epochs``).
 
@@ -274,6 +267,8 @@ class ConvexifiedStore:
                                   expert: index, seed, file, sha256, nbytes, source_sha256, metrics
         root/convexified_000.pt   {"waypoints": (n, P) source dtype, "table": (K + 1, L) float32}
     """
+
+    _store_name = "convexified store"
 
     def __init__(self, root: str | os.PathLike, *, verify: bool = True) -> None:
         self.root = Path(root)
@@ -292,31 +287,14 @@ class ConvexifiedStore:
         """Open an existing store (``verify``: check each file's sha256 when it is loaded)."""
         return cls(root, verify=verify)
 
-    def __len__(self) -> int:
-        return len(self.experts)
-
     @property
     def experts(self) -> list[dict[str, Any]]:
         """Per expert: ``index``, ``seed``, ``file``, ``sha256``, ``nbytes``, ``source_sha256``, metrics."""
         return self.manifest["experts"]
 
     @property
-    def num_epochs(self) -> int:
-        """``K`` of the source experts."""
-        return int(self.manifest["epochs"])
-
-    @property
-    def num_params(self) -> int:
-        return int(self.manifest["num_params"])
-
-    @property
     def waypoint_epochs(self) -> tuple[int, ...]:
         return tuple(self.manifest["waypoint_epochs"])
-
-    @property
-    def nbytes(self) -> int:
-        """Total size in bytes of the expert files (tensors plus ``torch.save`` framing)."""
-        return sum(int(e["nbytes"]) for e in self.experts)
 
     def trajectory(self, k: int) -> ConvexifiedTrajectory:
         """Load expert ``k`` (one-slot cache: do not modify its tensors in place).
@@ -325,16 +303,9 @@ class ConvexifiedStore:
         ``ValueError`` for a wrong size, a sha256 mismatch, an unreadable file or tensors of
         the wrong shape or dtype, each naming the file.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(self):
-            raise IndexError(f"expert index {k!r} out of range: the store {str(self.root)!r} has {len(self)} "
-                             f"experts (valid indices 0..{len(self) - 1})")
-        if self._cached is not None and self._cached[0] == k:
-            return self._cached[1]
-        self._cached = None
-        record = self.experts[k]
-        path = self.root / record["file"]
-        payload = read_verified(path, record, f"expert {k} of the convexified store", verify=self.verify)
-        data = load_torch_payload(payload, path, "convexified")
+        return self._load_cached(k, "convexified", self._build_trajectory)
+
+    def _build_trajectory(self, data: Any, path: Path, record: dict[str, Any]) -> ConvexifiedTrajectory:
         n, K, L = len(self.waypoint_epochs), self.num_epochs, len(self.layout.names)
         dtype = torch.float16 if self.manifest["dtype"] == "float16" else torch.float32
         expected = {"waypoints": ((n, self.num_params), dtype), "table": ((K + 1, L), torch.float32)}
@@ -343,10 +314,8 @@ class ConvexifiedStore:
             if not isinstance(tensor, Tensor) or tuple(tensor.shape) != shape or tensor.dtype != want:
                 got = (tuple(tensor.shape), tensor.dtype) if isinstance(tensor, Tensor) else type(tensor).__name__
                 raise ValueError(f"convexified file {str(path)!r}: {key!r} is {got}; expected {shape}, {want}")
-        trajectory = ConvexifiedTrajectory(data["waypoints"], self.waypoint_epochs, data["table"], self.layout,
-                                           record["seed"], dict(self.manifest["options"]))
-        self._cached = (k, trajectory)
-        return trajectory
+        return ConvexifiedTrajectory(data["waypoints"], self.waypoint_epochs, data["table"], self.layout,
+                                     record["seed"], dict(self.manifest["options"]))
 
 
 def convexify_store(store: TrajectoryStore, root: str | os.PathLike, **options: Any) -> ConvexifiedStore:

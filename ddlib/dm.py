@@ -31,6 +31,7 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 from torch import nn
 
+from .compiled import maybe_compile
 from .config import Config
 from .data.augment import DSA
 from .data.dataset import ImageDataset
@@ -67,6 +68,10 @@ class DMConfig(Config):
     arch, width, depth, norm
         The randomly initialised embedding network (:func:`ddlib.models.build_model`);
         ``depth=None`` picks the resolution's default.
+    compile : bool
+        Run the embedding through ``torch.compile`` (:mod:`ddlib.compiled`): about 1.7x
+        faster on the CPU, values equal to eager up to rounding; needs a C++ compiler on
+        the CPU. Off by default, as in the DM code.
     """
 
     ipc: int = 10
@@ -79,6 +84,7 @@ class DMConfig(Config):
     width: int = 128
     depth: int | None = None
     norm: str = "instance"
+    compile: bool = False
 
     def validate(self) -> None:
         for name in ("ipc", "batch_real", "width"):
@@ -255,6 +261,7 @@ class DistributionMatching:
         self.net = build_model(config.arch, data.channel, data.num_classes, data.im_size, width=config.width,
                                depth=config.depth, norm=config.norm).to(self.device)
         self.net.train()  # as in the DM code (batch norm, if any, uses batch statistics)
+        self.embed = maybe_compile(self.net.embed, config.compile, self.device)
         self.num_params = ParamLayout.of(self.net).numel
         self.generator = make_generator(derive_seed(seed, "distill"))
         self.augment = DSA() if config.dsa else None
@@ -283,7 +290,7 @@ class DistributionMatching:
         reinitialize_(self.net, net_seed)
         real = sample_real_by_class(self.data, self.config.batch_real, self.generator, self.device)
         real, syn = augment_by_class(self.augment, real, self.syn_by_class(), self.generator)
-        loss = dm_loss(self.net.embed, real, syn)
+        loss = dm_loss(self.embed, real, syn)
         image_step(self.images, self.opt_img, loss, f"DM (iteration {iteration})")
         return {"loss": float(loss.detach()), "net_seed": net_seed}
 

@@ -98,7 +98,12 @@ def peak_memory_mb(device: torch.device | str = "cpu") -> float:
 
 
 def collect_provenance(device: torch.device | str, wall_time_s: float, **extra: Any) -> dict[str, Any]:
-    """Provenance of a measurement: git SHA, versions, device, wall time, peak memory."""
+    """Provenance of a measurement: git SHA, versions, device, wall time, peak memory.
+
+    ``thp_mem_alloc_enable`` is the process's ``THP_MEM_ALLOC_ENABLE`` (``"1"`` when PyTorch
+    backs large CPU tensors with huge pages, as ``make`` runs the chapters; ``None`` when
+    unset): it moves CPU wall times, never values.
+    """
     from . import __version__
 
     device = torch.device(device)
@@ -110,6 +115,7 @@ def collect_provenance(device: torch.device | str, wall_time_s: float, **extra: 
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
+        "thp_mem_alloc_enable": os.environ.get("THP_MEM_ALLOC_ENABLE"),
         "wall_time_s": round(float(wall_time_s), 3),
         "peak_memory_mb": round(peak_memory_mb(device), 1),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -35,7 +35,7 @@ from .experts import ExpertConfig, ExpertState, Trajectory, build_expert_model, 
 from .fileio import TMP_PREFIX as _TMP_PREFIX
 from .fileio import atomic_write as _atomic_write
 from .fileio import json_normalise as _json_normalise
-from .fileio import load_torch_payload, read_verified
+from .fileio import ExpertFileStore, read_json_manifest
 from .fileio import torch_bytes as _torch_bytes
 from .functional import ParamLayout
 from .runtime import derive_seed
@@ -111,17 +111,9 @@ def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:
-    path = root / MANIFEST_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"no trajectory store at {str(root)!r}: {str(path)!r} does not exist")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"manifest {str(path)!r} is not valid JSON: {error}") from error
-    missing = [k for k in _REQUIRED_KEYS if not isinstance(manifest, dict) or k not in manifest]
-    if missing:
-        raise ValueError(f"manifest {str(path)!r} lacks the key(s) {missing}; expected {list(_REQUIRED_KEYS)}")
+    manifest = read_json_manifest(root, MANIFEST_NAME, _REQUIRED_KEYS, "trajectory store")
     if manifest["format_version"] != FORMAT_VERSION:
+        path = root / MANIFEST_NAME
         raise ValueError(f"manifest {str(path)!r} has format_version {manifest['format_version']!r}; "
                          f"expected {FORMAT_VERSION}")
     return manifest
@@ -132,7 +124,7 @@ def _arch_key(arch: str) -> str:
 
 
 # ---------------------------------------------------------------------- reading
-class TrajectoryStore:
+class TrajectoryStore(ExpertFileStore):
     """Read access to a folder of expert trajectories: ``TrajectoryStore(root)``, :meth:`open` (which
     also checks arch and ``P``) or :func:`generate_experts`.
 
@@ -140,6 +132,9 @@ class TrajectoryStore:
     (:class:`ParamLayout` of the ``P`` parameters) and ``.config`` (:class:`ExpertConfig`) it
     describes; :meth:`trajectory` reads one expert file on demand and caches only that one.
     """
+
+    _store_name = "trajectory store"
+    _counted = "finished experts"
 
     def __init__(self, root: str | os.PathLike, manifest: dict[str, Any] | None = None, *,
                  verify: bool = True) -> None:
@@ -188,10 +183,6 @@ class TrajectoryStore:
         return cls(root, manifest, verify=verify)
 
     # ------------------------------------------------------------------ metadata
-    def __len__(self) -> int:
-        """Number of finished experts."""
-        return len(self.manifest["experts"])
-
     @property
     def experts(self) -> list[dict[str, Any]]:
         """Per finished expert: ``index``, ``seed``, ``file``, ``sha256``, ``nbytes``, ``train_loss``,
@@ -199,36 +190,15 @@ class TrajectoryStore:
         return self.manifest["experts"]
 
     @property
-    def num_epochs(self) -> int:
-        """Training epochs per expert (each file has ``num_epochs + 1`` snapshots)."""
-        return int(self.manifest["epochs"])
-
-    @property
-    def num_params(self) -> int:
-        """``P``, the length of one snapshot."""
-        return int(self.manifest["num_params"])
-
-    @property
     def dtype(self) -> torch.dtype:
         """Storage dtype of the expert files."""
         return torch.float16 if self.manifest["dtype"] == "float16" else torch.float32
-
-    @property
-    def nbytes(self) -> int:
-        """Total size in bytes of the finished expert files."""
-        return sum(int(e["nbytes"]) for e in self.experts)
 
     def __repr__(self) -> str:
         return (f"TrajectoryStore({str(self.root)!r}, experts={len(self)}, arch={self.manifest['arch']!r}, "
                 f"epochs={self.num_epochs}, num_params={self.num_params}, dtype={self.manifest['dtype']})")
 
     # ------------------------------------------------------------------ loading
-    def _check_index(self, k: int) -> int:
-        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(self):
-            raise IndexError(f"expert index {k!r} out of range: the store {str(self.root)!r} has {len(self)} "
-                             f"finished experts (valid indices 0..{len(self) - 1})")
-        return k
-
     def trajectory(self, k: int) -> Trajectory:
         """Load expert ``k`` (validated) as a :class:`~ddlib.experts.Trajectory`.
 
@@ -246,24 +216,17 @@ class TrajectoryStore:
             The file has the wrong size (truncated), a sha256 different from the manifest's,
             cannot be read by ``torch.load``, or holds a tensor of the wrong shape or dtype.
         """
-        k = self._check_index(k)
-        if self._cached is not None and self._cached[0] == k:
-            return self._cached[1]
-        self._cached = None  # release the previous trajectory before reading the next
-        record = self.experts[k]
-        path = self.root / record["file"]
-        payload = read_verified(path, record, f"expert {k} of the trajectory store", verify=self.verify)
-        snapshots = load_torch_payload(payload, path, "expert")
+        return self._load_cached(k, "expert", self._build_trajectory)
+
+    def _build_trajectory(self, snapshots: Any, path: Path, record: dict[str, Any]) -> Trajectory:
         expected = (self.num_epochs + 1, self.num_params)
         if not isinstance(snapshots, torch.Tensor) or tuple(snapshots.shape) != expected:
             got = tuple(snapshots.shape) if isinstance(snapshots, torch.Tensor) else type(snapshots).__name__
             raise ValueError(f"expert file {str(path)!r} holds {got}; expected a tensor of shape {expected}")
         if snapshots.dtype != self.dtype:
             raise ValueError(f"expert file {str(path)!r} holds dtype {snapshots.dtype}; expected {self.dtype}")
-        trajectory = Trajectory(snapshots=snapshots, layout=self.layout, train_loss=list(record["train_loss"]),
-                                test_accuracy=list(record["test_accuracy"]), seed=record["seed"])
-        self._cached = (k, trajectory)
-        return trajectory
+        return Trajectory(snapshots=snapshots, layout=self.layout, train_loss=list(record["train_loss"]),
+                          test_accuracy=list(record["test_accuracy"]), seed=record["seed"])
 
     def __getitem__(self, k: int) -> Trajectory:
         return self.trajectory(k)

@@ -198,15 +198,19 @@ def matching_gradients(
     parameter vector (and one generator state) per step.
 
     Method: a forward sweep without a kept graph stores ``theta_k`` (k = 0..N), the batch
-    indices and the generator state before every step's augmentation; the outer loss
-    gives ``g_N = dL/dtheta_N`` and the direct terms ``dL/dtheta_k`` of the kept steps;
-    then for ``k = N-1 .. 0`` step ``k``'s graph is rebuilt (same augmented batch from the
-    stored state) and, with ``grad_k`` its (weighted) cross-entropy gradient and
-    ``theta_{k+1} = theta_k - lr grad_k``::
+    indices and the generator state before every step's augmentation (and, with momentum,
+    the velocities ``v_k``); the outer loss gives ``a_N = dL/dtheta_N`` and the direct terms
+    ``dL/dtheta_k`` of the kept steps; then for ``k = N-1 .. 0`` step ``k``'s graph is
+    rebuilt (same augmented batch from the stored state). With ``grad_k`` the step's
+    (weighted) cross-entropy gradient, ``H_k`` its Hessian and ``J_k = d grad_k / dX``, the
+    step ``v_{k+1} = m v_k + grad_k``, ``theta_{k+1} = theta_k - lr v_{k+1}`` (plain SGD
+    is ``m = 0``) is pulled back with the adjoints ``a`` of ``theta`` and ``u`` of ``v``::
 
-        dL/dX  += -lr (d grad_k / dX)^T g_{k+1}
-        dL/dlr += -<grad_k, g_{k+1}>
-        g_k     = g_{k+1} - lr H_k g_{k+1}  (+ dL/dtheta_k if step k is kept)
+        b       = u_{k+1} - lr a_{k+1}        (total adjoint of v_{k+1})
+        dL/dX  += J_k^T b
+        dL/dlr += -<v_{k+1}, a_{k+1}>
+        a_k     = a_{k+1} + H_k b  (+ dL/dtheta_k if step k is kept)
+        u_k     = m b
 
     Parameters
     ----------
@@ -219,7 +223,8 @@ def matching_gradients(
         (as :attr:`UnrollResult.final` / :attr:`UnrollResult.kept`); must be
         differentiable with respect to them.
     momentum : float
-        Must be 0: the heavy-ball student is not supported here.
+        Heavy-ball momentum of the student, as in :func:`unroll_student` (0 = plain SGD).
+        With momentum one more ``(P,)`` vector per step is stored.
 
     Returns
     -------
@@ -230,14 +235,12 @@ def matching_gradients(
     Raises
     ------
     ValueError
-        For ``syn_steps < 1`` or ``momentum != 0``, before any computation.
+        For ``syn_steps < 1`` or ``momentum`` outside ``[0, 1)``, before any computation.
     """
     if syn_steps < 1:
         raise ValueError(f"syn_steps={syn_steps}: expected >= 1")
-    if momentum:
-        raise ValueError(f"momentum={momentum}: the heavy-ball inner student (inner_momentum > 0) is not "
-                         "supported by exact recomputation (memory='recompute'); use momentum=0 or "
-                         "memory='graph'")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum={momentum}: expected 0 <= momentum < 1")
     lr = syn_lr.detach()
     data = images.detach()
     schedule = batch_schedule(len(images), batch_syn, syn_steps, generator)
@@ -245,6 +248,7 @@ def matching_gradients(
 
     # Forward sweep: one step's graph at a time (first-order only), nothing kept.
     thetas = [start.detach().clone()]
+    velocities = [torch.zeros_like(thetas[0])]  # v_0 .. v_N (only v_0 without momentum)
     states: list[torch.Tensor | None] = []
     losses: list[float] = []
     for index in schedule:
@@ -258,7 +262,11 @@ def matching_gradients(
         loss = loss_weight * F.cross_entropy(functional_forward(net, params, batch), labels[index])
         grad = torch.autograd.grad(loss, params)[0]
         with torch.no_grad():
-            thetas.append(thetas[-1] - lr * grad)
+            if momentum:
+                velocities.append(momentum * velocities[-1] + grad)
+                thetas.append(thetas[-1] - lr * velocities[-1])
+            else:
+                thetas.append(thetas[-1] - lr * grad)
         losses.append(float(loss.detach()))
 
     # Outer loss on leaf copies of the final and kept parameters.
@@ -272,9 +280,10 @@ def matching_gradients(
     direct = dict(zip(steps, torch.autograd.grad(outer_loss, [leaves[s] for s in steps], allow_unused=True)))
     del outer_loss, leaves
 
-    # Backward sweep: rebuild step k's graph, pull the adjoint g_{k+1} back to theta_k.
+    # Backward sweep: rebuild step k's graph, pull the adjoints (a of theta, u of v) back to step k.
     zero = torch.zeros_like(thetas[0])
     adjoint = direct[syn_steps] if direct[syn_steps] is not None else zero
+    adjoint_v = zero
     d_images = torch.zeros_like(data)
     d_lr = torch.zeros_like(lr)
     for k in range(syn_steps - 1, -1, -1):
@@ -286,13 +295,16 @@ def matching_gradients(
             batch = augment(batch, _restored(states[k], generator.device))
         loss = loss_weight * F.cross_entropy(functional_forward(net, params, batch), labels[index])
         grad = torch.autograd.grad(loss, params, create_graph=True)[0]
-        hvp, vjp_x = torch.autograd.grad(grad, (params, x), grad_outputs=adjoint, allow_unused=True)
         with torch.no_grad():
-            d_lr -= torch.dot(grad.detach(), adjoint)
+            total_v = adjoint_v - lr * adjoint  # b: the adjoint of v_{k+1} = m v_k + grad_k
+            d_lr -= torch.dot(velocities[k + 1] if momentum else grad.detach(), adjoint)
+        hvp, vjp_x = torch.autograd.grad(grad, (params, x), grad_outputs=total_v, allow_unused=True)
+        with torch.no_grad():
             if vjp_x is not None:
-                d_images -= lr * vjp_x
-            adjoint = adjoint - lr * hvp if hvp is not None else adjoint.clone()
+                d_images += vjp_x
+            adjoint = adjoint + hvp if hvp is not None else adjoint.clone()
             if k in direct and direct[k] is not None:
                 adjoint += direct[k]
+            adjoint_v = momentum * total_v if momentum else zero
         del loss, grad, hvp, vjp_x, batch, x, params  # free step k's graph before rebuilding k - 1
     return MatchingGradients(loss=value, images=d_images, syn_lr=d_lr, inner_losses=losses)

@@ -22,7 +22,11 @@
 #
 # The reference columns are the public MTT and DM code measured by the issue author on the
 # same kind of machine with 2 threads; they are read from `benchmarks/reference.json`, not
-# typed here. This page reads the benchmark's JSON file; it does not time anything itself
+# typed here. Two settings of ours are not in the reference runs, and each case says which
+# it used: `THP_MEM_ALLOC_ENABLE=1` (PyTorch backs CPU tensors of 2 MB and more with
+# transparent huge pages; `make` and the benchmark set it, `--huge-pages off` measures
+# without; it speeds the reference code up too) and, in the `_compiled` cases only,
+# `torch.compile` (`compile=True` of DM and TGDD, off by default). This page reads the benchmark's JSON file; it does not time anything itself
 # unless no benchmark has been run on this machine.
 
 # %% tags=["parameters"]
@@ -74,7 +78,7 @@ comparable = size == "full"
 display(Markdown(
     f"Benchmark size **{size}**, read from `{path.name}` ({machine['date']}): {machine['cpu_model']}, "
     f"{machine['threads']} threads on {machine['logical_cpus']} logical CPUs, device `{machine['device']}`, "
-    f"torch {machine['torch_version']}, ddlib commit `{(machine.get('git_sha') or 'unknown')[:10]}`"
+    f"torch {machine['torch_version']}, huge pages {machine.get('huge_pages', 'off')}, ddlib commit `{(machine.get('git_sha') or 'unknown')[:10]}`"
     f"{' (uncommitted changes)' if machine.get('git_dirty') else ''}. Load average at the start "
     f"{', '.join(f'{x:.1f}' for x in machine.get('load_average_start') or [])}: a busy machine inflates the times."
     + ("" if comparable else
@@ -135,8 +139,9 @@ display(table.style.format({"s/iter": "{:.4g}", "CPU s/iter": "{:.4g}", "peak MB
                             "memory / ref": "{:.2f}"}, na_rep="-"))
 display(Markdown(f"*Table: our measurements (size {size}) beside the reference "
                  f"({reference['source']}). AST and MCT are compared with the MTT code at the same number "
-                 f"of inner steps, the code they build on; `recompute` rows with the MTT code in its only "
-                 f"(graph-keeping) mode.*"))
+                 f"of inner steps, the code they build on; both our memory modes (`mtt_*`: recompute, the default; "
+                 f"`mtt_graph_*`: graph) with the MTT code in its only (graph-keeping) mode; the `_compiled` "
+                 f"DM case with the DM code, which does not compile.*"))
 
 # %% [markdown]
 # ## The issue's targets
@@ -154,9 +159,10 @@ display(targets[["text", "cases", "value", "op", "threshold", "verdict"]].style.
 # ## Inner steps: keeping the graph versus recomputing
 #
 # Trajectory matching differentiates through `syn_steps` student updates. `memory="graph"`
-# (the default, as in the MTT code) keeps the autograd graph of every step, so memory grows
-# with the number of steps; `memory="recompute"` replays the steps and keeps one step's graph
-# at a time, at roughly twice the arithmetic.
+# (the MTT code's way) keeps the autograd graph of every step, so memory grows with the
+# number of steps; `memory="recompute"` (ddlib's default) replays the steps and keeps one
+# step's graph at a time, for the same gradients at the cost of one more first-order pass
+# per step.
 
 # %%
 mtt = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -112,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="notebook stems to execute (default: all)")
     parser.add_argument("--no-build", action="store_true", help="execute notebooks only")
     args = parser.parse_args(argv)
+    # Kernels inherit this: PyTorch backs large CPU tensors with transparent huge pages
+    # (faster, same values; see the Makefile). An explicit setting of the caller wins.
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
     build = (ROOT / (args.build_dir or f"_build/{args.scale}")).resolve()
     src = build / "src"

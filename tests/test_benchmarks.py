@@ -26,7 +26,7 @@ def test_tiny_benchmark_writes_every_case_and_prints_the_table(tmp_path):
 
     names = _case_names()
     for family in ("expert_epoch", "mtt_ipc1_s50", "mtt_ipc10_s10", "mtt_ipc10_s20", "mtt_ipc10_s30",
-                   "mtt_recompute_ipc10_s80", "ast_ipc10_s20", "mct_ipc10_s20", "dm_ipc10", "tgdd_ipc10",
+                   "mtt_ipc10_s80", "mtt_graph_ipc10_s30", "ast_ipc10_s20", "mct_ipc10_s20", "dm_ipc10", "tgdd_ipc10",
                    "eval_sequential", "eval_batched", "peak_matmul", "peak_conv", "convnet_fwd_bwd"):
         assert family in names
     assert list(report["cases"]) == names
@@ -40,6 +40,8 @@ def test_tiny_benchmark_writes_every_case_and_prints_the_table(tmp_path):
     for name in ("peak_matmul", "peak_conv", "convnet_fwd_bwd"):
         assert report["cases"][name]["gflops"] > 0
     assert report["cases"]["mtt_ipc10_s10"]["ref_s_per_iter"] == 13.0
+    assert report["cases"]["mtt_ipc10_s10"]["settings"]["memory"] == "recompute"  # the default mode
+    assert report["cases"]["mtt_graph_ipc10_s10"]["settings"]["memory"] == "graph"
 
     machine = report["machine"]
     for key in ("cpu_model", "threads", "torch_version", "device", "git_sha", "date"):

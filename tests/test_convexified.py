@@ -1,22 +1,21 @@
 """MCT's convexified trajectories (ddlib.convexified): interpolation, lambda table, storage, store, distiller."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 
 import pytest
 import torch
 
-import ddlib
 from ddlib.convexified import (
     ConvexifiedStore, ConvexifiedTrajectory, convexify_store, convnet_param_counts, storage_bytes, waypoint_epochs,
 )
 from ddlib.distill_loop import run_distillation
-from ddlib.experts import ExpertConfig, Trajectory, build_expert_model
+from ddlib.experts import Trajectory, build_expert_model
 from ddlib.functional import ParamLayout
 from ddlib.mtt import MTTConfig, TrajectoryMatching
-from ddlib.trajectory_store import MANIFEST_NAME, generate_experts
+from ddlib.trajectory_store import MANIFEST_NAME
+from helpers import small_digits, tiny_store
 
 LAYOUT = ParamLayout(("a", "b", "c"), ((2, 3), (4,), (1,)))  # P = 11, L = 3
 
@@ -160,15 +159,12 @@ def test_storage_bytes_hand_checks():
 # ---------------------------------------------------------------------- store
 @pytest.fixture(scope="module")
 def data():
-    full = ddlib.load_dataset("digits")
-    return dataclasses.replace(full, images_train=full.images_train[:60], labels_train=full.labels_train[:60],
-                               images_test=full.images_test[:40], labels_test=full.labels_test[:40])
+    return small_digits()
 
 
 @pytest.fixture(scope="module")
 def source(data, tmp_path_factory):
-    config = ExpertConfig(width=8, epochs=4, batch_size=30, dsa=False)
-    return generate_experts(tmp_path_factory.mktemp("experts"), data, config, 2, 3, progress=False)
+    return tiny_store(tmp_path_factory.mktemp("experts"), data, 2)
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,11 @@ import torch
 import ddlib
 import ddlib.dm as dm_module
 from ddlib.data.augment import DSA
-from ddlib.distill_loop import NonFiniteLoss, run_distillation
+from ddlib.distill_loop import run_distillation
 from ddlib.dm import DistributionMatching, DMConfig, augment_by_class, dm_loss, reinitialize_
 from ddlib.functional import flatten_params
 from ddlib.models import build_model
+from helpers import Interrupting, check_nan_loss_guard
 
 
 @pytest.fixture(scope="module")
@@ -166,32 +167,8 @@ def test_config_defaults_and_validation():
 
 def test_nan_loss_raises_before_updating(digits, monkeypatch):
     method = DistributionMatching(digits, small_config(), seed=0)
-    method.step(0)
-    before = method.images.detach().clone()
-    momentum = method.opt_img.state[method.images]["momentum_buffer"].clone()
-    monkeypatch.setattr(dm_module, "dm_loss", lambda *a, **k: torch.tensor(float("nan")))
-    with pytest.raises(NonFiniteLoss):
-        method.step(1)
-    assert torch.equal(method.images.detach(), before)
-    assert torch.equal(method.opt_img.state[method.images]["momentum_buffer"], momentum)
-    result = run_distillation(method, 3, **LOOP)
-    assert result.iterations_done == 0 and "stopped" in result.stopped_reason
+    before, result = check_nan_loss_guard(method, monkeypatch, dm_module, "dm_loss", "images")
     assert torch.equal(result.synthetic.images_syn, before)
-
-
-class Interrupting:
-    """Delegates to a distiller and raises KeyboardInterrupt at ``stop_at``."""
-
-    def __init__(self, method, stop_at: int) -> None:
-        self.method, self.stop_at = method, stop_at
-
-    def step(self, iteration):
-        if iteration == self.stop_at:
-            raise KeyboardInterrupt
-        return self.method.step(iteration)
-
-    def __getattr__(self, name):
-        return getattr(self.method, name)
 
 
 def test_resume_after_interruption_matches_straight_run(digits, tmp_path):
@@ -204,3 +181,15 @@ def test_resume_after_interruption_matches_straight_run(digits, tmp_path):
     assert resumed.iterations_done == 4 and len(resumed.history) == 4
     assert torch.equal(resumed.synthetic.images_syn, straight.synthetic.images_syn)
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+
+
+def test_compiled_embedding_matches_eager_across_reinitialisations(digits):
+    """The compiled net must read the re-drawn weights of every iteration, not the first ones."""
+    runs = {}
+    for compiled in (False, True):
+        method = DistributionMatching(digits, small_config(compile=compiled), seed=0)
+        history = [method.step(i)["loss"] for i in range(3)]
+        runs[compiled] = (history, method.images.detach().clone())
+    assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-4)
+    assert torch.allclose(runs[True][1], runs[False][1], atol=1e-4)
+    assert not torch.equal(runs[False][1], DistributionMatching(digits, small_config(), seed=0).images.detach())

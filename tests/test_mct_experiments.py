@@ -2,8 +2,6 @@
 targets, the expert view, checkpoint names, path accuracies, distillation runs, storage arithmetic."""
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -11,10 +9,10 @@ import ddlib
 from ddlib import mct_experiments as mcx
 from ddlib.convexified import ConvexifiedTrajectory, storage_bytes
 from ddlib.evaluation import EvalConfig
-from ddlib.experts import ExpertConfig, build_expert_model
+from ddlib.experts import build_expert_model
 from ddlib.functional import load_flat_params
 from ddlib.mtt import MTTConfig
-from ddlib.trajectory_store import generate_experts
+from helpers import small_digits, tiny_store
 
 
 # ---------------------------------------------------------------------- oscillation
@@ -82,15 +80,12 @@ def test_authors_tiny_imagenet_figure_is_a_depth_3_convnet():
 # ---------------------------------------------------------------------- stores, paths, runs
 @pytest.fixture(scope="module")
 def data():
-    full = ddlib.load_dataset("digits")
-    return dataclasses.replace(full, images_train=full.images_train[:60], labels_train=full.labels_train[:60],
-                               images_test=full.images_test[:40], labels_test=full.labels_test[:40])
+    return small_digits()
 
 
 @pytest.fixture(scope="module")
 def store(data, tmp_path_factory):
-    config = ExpertConfig(width=8, epochs=4, batch_size=30, dsa=False)
-    return generate_experts(tmp_path_factory.mktemp("experts"), data, config, 3, 3, progress=False)
+    return tiny_store(tmp_path_factory.mktemp("experts"), data, 3)
 
 
 @pytest.fixture(scope="module")

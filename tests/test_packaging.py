@@ -60,3 +60,12 @@ def test_layout_fixed_by_the_design():
     ignored = (ROOT / ".gitignore").read_text()
     for pattern in (".venv", "_build", "artifacts"):
         assert pattern in ignored
+
+
+def test_every_ddlib_module_has_its_api_reference_section():
+    api = (ROOT / "book" / "api.md").read_text()
+    modules = sorted(".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                     for path in (ROOT / "ddlib").rglob("*.py") if path.name != "__init__.py" or path.parent.name == "data")
+    modules = [m for m in modules if not m.startswith("ddlib.models.")]  # the zoo has one section, ddlib.models
+    missing = [m for m in modules if f".. automodule:: {m}\n" not in api]
+    assert not missing, f"book/api.md has no automodule section for {missing}"

@@ -7,12 +7,13 @@ import torch.nn.functional as F
 
 import ddlib
 import ddlib.tgdd as tgdd_module
-from ddlib.distill_loop import NonFiniteLoss, run_distillation
+from ddlib.distill_loop import run_distillation
 from ddlib.dm import dm_loss, sample_real_by_class
 from ddlib.functional import flatten_params
 from ddlib.models import build_model
 from ddlib.tgdd import TGDD, TGDDConfig, default_alpha, sample_snapshot_epochs, sdc_loss
 from ddlib.train import OptimizerConfig, make_optimizer, train_epoch
+from helpers import Interrupting, check_nan_loss_guard
 
 LOOP = dict(progress=False)
 EPOCHS = 3
@@ -203,32 +204,7 @@ def test_determinism_per_seed(digits, experts):
 
 
 def test_nan_loss_raises_before_updating(digits, experts, monkeypatch):
-    method = make_tgdd(digits, experts)
-    method.step(0)
-    before = method.pixels.detach().clone()
-    momentum = method.opt_img.state[method.pixels]["momentum_buffer"].clone()
-    monkeypatch.setattr(tgdd_module, "sdc_loss", lambda *a, **k: torch.tensor(float("nan")))
-    with pytest.raises(NonFiniteLoss):
-        method.step(1)
-    assert torch.equal(method.pixels.detach(), before)
-    assert torch.equal(method.opt_img.state[method.pixels]["momentum_buffer"], momentum)
-    result = run_distillation(method, 3, **LOOP)
-    assert result.iterations_done == 0 and "stopped" in result.stopped_reason
-
-
-class Interrupting:
-    """Delegates to a distiller and raises KeyboardInterrupt at ``stop_at``."""
-
-    def __init__(self, method, stop_at: int) -> None:
-        self.method, self.stop_at = method, stop_at
-
-    def step(self, iteration):
-        if iteration == self.stop_at:
-            raise KeyboardInterrupt
-        return self.method.step(iteration)
-
-    def __getattr__(self, name):
-        return getattr(self.method, name)
+    check_nan_loss_guard(make_tgdd(digits, experts), monkeypatch, tgdd_module, "sdc_loss", "pixels")
 
 
 def test_resume_after_interruption_matches_straight_run(digits, experts, tmp_path):
@@ -240,3 +216,16 @@ def test_resume_after_interruption_matches_straight_run(digits, experts, tmp_pat
     assert resumed.iterations_done == 4
     assert torch.equal(resumed.synthetic.images_syn, straight.synthetic.images_syn)
     assert resumed.history == straight.history
+
+
+def test_compiled_encoder_matches_eager_across_snapshots(digits, experts):
+    """The compiled encoder must read the snapshot loaded in each iteration."""
+    runs = {}
+    for compiled in (False, True):
+        method = make_tgdd(digits, experts, compile=compiled)
+        steps = [method.step(i) for i in range(3)]
+        runs[compiled] = ([s["mmd"] for s in steps], [(s["m"], s["j"]) for s in steps], method.pixels.detach().clone())
+    assert runs[True][1] == runs[False][1]
+    assert len(set(runs[False][1])) > 1  # the encoder's weights changed between iterations
+    assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-4)
+    assert torch.allclose(runs[True][2], runs[False][2], atol=1e-4)

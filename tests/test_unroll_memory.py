@@ -57,13 +57,15 @@ def graph_gradients(net, start, images, labels, lr, outer, **kwargs):
     return float(loss.detach()), x.grad, eta.grad, result.inner_losses
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
 @pytest.mark.parametrize("keep", [(), (2, 5)])
 @pytest.mark.parametrize("augment", list(AUGMENTS))
-def test_recompute_gradients_equal_graph_unroll(augment, keep):
+def test_recompute_gradients_equal_graph_unroll(augment, keep, momentum):
     net, start, target, middles, images, labels = problem()
     outer = make_outer(start, target, middles)
     lr = torch.tensor(0.05, dtype=torch.float64)
-    kwargs = dict(syn_steps=5, batch_syn=4, augment=AUGMENTS[augment], loss_weight=1.7, keep_steps=keep)
+    kwargs = dict(syn_steps=5, batch_syn=4, augment=AUGMENTS[augment], loss_weight=1.7, keep_steps=keep,
+                  momentum=momentum)
     g_graph, g_rec = make_generator(3), make_generator(3)
     loss, d_x, d_lr, inner = graph_gradients(net, start, images, labels, lr, outer, generator=g_graph, **kwargs)
     x = images.clone().requires_grad_(True)
@@ -88,17 +90,16 @@ def test_non_finite_outer_loss_skips_the_backward_sweep():
     assert got.loss != got.loss and torch.isnan(got.images).all() and torch.isnan(got.syn_lr)
 
 
-def test_momentum_with_recompute_raises_before_compute():
-    with pytest.raises(ValueError, match="inner_momentum=0.9 .*memory='recompute'"):
-        MTTConfig(memory="recompute", inner_momentum=0.9)
-    MTTConfig(memory="graph", inner_momentum=0.9)  # still fine with the full graph
+def test_momentum_outside_unit_interval_raises_before_compute():
+    with pytest.raises(ValueError, match="inner_momentum=1.0: expected 0 <= inner_momentum < 1"):
+        MTTConfig(inner_momentum=1.0)
     net, start, target, middles, images, labels = problem()
     g = make_generator(0)
     before = g.get_state()
     calls = []
-    with pytest.raises(ValueError, match="momentum=0.9.*inner_momentum"):
+    with pytest.raises(ValueError, match="momentum=-0.5: expected 0 <= momentum < 1"):
         matching_gradients(net, start, images, labels, torch.tensor(0.05, dtype=torch.float64),
-                           outer=lambda *a: calls.append(a), syn_steps=3, generator=g, momentum=0.9)
+                           outer=lambda *a: calls.append(a), syn_steps=3, generator=g, momentum=-0.5)
     assert torch.equal(g.get_state(), before) and not calls
 
 
