@@ -47,7 +47,11 @@ clean:
 	rm -rf _build
 
 # Benchmarks (benchmarks/run.py): s/iter, peak memory and GFLOP/s per case, one process per
-# case; SIZE=tiny is the seconds-long smoke run. Writes benchmarks/results/bench.json.
+# case; SIZE=tiny is the seconds-long smoke run. Writes benchmarks/results/bench.json, then
+# times a few cases again without huge pages (bench_huge_pages_off.json) for the comparison.
 SIZE ?= full
+HUGE_PAGES_OFF_CASES ?= mtt_ipc10_s10 mtt_graph_ipc10_s10 dm_ipc10 eval_sequential peak_conv convnet_fwd_bwd
 bench: venv
 	$(VPY) benchmarks/run.py --size $(SIZE)
+	$(VPY) benchmarks/run.py --size $(SIZE) --huge-pages off --only $(HUGE_PAGES_OFF_CASES) \
+		--out benchmarks/results/bench_huge_pages_off.json

@@ -2,9 +2,9 @@
 
 ``benchmarks/run.py`` starts one fresh Python process per case (``run.py --child NAME``), so
 the peak memory a case reports (max RSS on the CPU, ``torch.cuda.max_memory_allocated`` on
-a GPU) is that case's own. Timing: one warm-up iteration (run under
-``torch.utils.flop_counter.FlopCounterMode`` to count the iteration's FLOPs), then the
-median of ``repeats`` timed iterations.
+a GPU) is that case's own. Timing: one warm-up iteration, then the median of ``repeats``
+timed iterations; the peak memory is read then, and only after it one more iteration runs
+under ``torch.utils.flop_counter.FlopCounterMode`` to count the iteration's FLOPs.
 
 Timing and memory do not depend on the values, so the data are random: CIFAR-10-shaped
 images (3x32x32, 10 classes) and a fake expert trajectory (a random walk from a real
@@ -110,22 +110,16 @@ def count_flops(fn: Callable[[], Any]) -> tuple[float | None, str | None]:
 def measure(step: Callable[[], Any], device: torch.device, *, repeats: int, warmup: int = 1,
             flops: bool = True, warmup_step: Callable[[], Any] | None = None,
             count: Callable[[], Any] | None = None) -> dict[str, Any]:
-    """Warm up (the first warm-up counts FLOPs), then time ``repeats`` calls of ``step``.
+    """Warm up, time ``repeats`` calls of ``step``, take the peak memory, then count FLOPs.
 
-    ``count``: an eager twin of a compiled ``step`` (the same work) whose FLOPs are counted
-    instead, since the counter does not see inside compiled kernels.
+    The FLOPs are counted on one more call (of ``count``, else ``warmup_step``, else
+    ``step``) under ``FlopCounterMode`` AFTER the peak memory is read: the counter's
+    bookkeeping holds memory of its own, which must not inflate the case's peak. ``count``
+    is an eager twin of a compiled ``step`` (the counter does not see inside compiled kernels).
     """
     baseline = memory_mb(device)
-    flop_count, flop_note = None, None
-    if count is not None:
-        flop_count, flop_note = count_flops(count)
-        flops = False
-    for w in range(warmup):
-        run = warmup_step or step
-        if flops and w == 0:
-            flop_count, flop_note = count_flops(run)
-        else:
-            run()
+    for _ in range(warmup):
+        (warmup_step or step)()
     _sync(device)
     times, cpu_times = [], []
     for _ in range(repeats):
@@ -135,10 +129,12 @@ def measure(step: Callable[[], Any], device: torch.device, *, repeats: int, warm
         _sync(device)
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)
+    peak = memory_mb(device)
+    flop_count, flop_note = count_flops(count or warmup_step or step) if flops else (None, None)
     seconds = statistics.median(times)
     out = {"s_per_iter": seconds, "times_s": times, "cpu_s_per_iter": statistics.median(cpu_times),
-           "repeats": repeats, "warmup": warmup,
-           "baseline_mb": baseline, "flops_per_iter": flop_count,
+           "repeats": repeats, "warmup": warmup, "baseline_mb": baseline, "peak_mb": peak,
+           "flops_per_iter": flop_count,
            "gflops": flop_count / seconds / 1e9 if flop_count and seconds > 0 else None}
     if flop_note:
         out["flops_note"] = flop_note
@@ -447,7 +443,7 @@ def run_case(name: str, size: str, device: str, threads: int) -> dict[str, Any]:
     result = RUNNERS[case.kind](case, SIZES[size], dev)
     result.setdefault("status", "ok")
     if result["status"] == "ok":
-        result["peak_mb"] = memory_mb(dev)
+        result.setdefault("peak_mb", memory_mb(dev))  # measure() reads it before counting FLOPs
         result["memory_kind"] = "cuda max_memory_allocated" if dev.type == "cuda" else "max RSS of the process"
     result.update(wall_s=time.perf_counter() - start, threads=torch.get_num_threads(), device=str(dev),
                   thp_mem_alloc_enable=os.environ.get("THP_MEM_ALLOC_ENABLE"))

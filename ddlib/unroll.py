@@ -246,13 +246,17 @@ def matching_gradients(
     schedule = batch_schedule(len(images), batch_syn, syn_steps, generator)
     kept_steps = sorted({int(s) for s in keep_steps if 1 <= s <= syn_steps})
 
-    # Forward sweep: one step's graph at a time (first-order only), nothing kept.
-    thetas = [start.detach().clone()]
-    velocities = [torch.zeros_like(thetas[0])]  # v_0 .. v_N (only v_0 without momentum)
+    # Forward sweep: one step's graph at a time (first-order only), nothing kept. The
+    # parameters (and velocities) of every step go into ONE preallocated (N + 1, P) buffer:
+    # N separate vectors allocated between each step's temporaries would fragment the heap
+    # and let the process's resident memory creep up with syn_steps.
+    thetas = start.new_empty((syn_steps + 1, *start.shape))
+    thetas[0] = start.detach()
+    velocities = torch.zeros_like(thetas) if momentum else None  # v_0 .. v_N
     states: list[torch.Tensor | None] = []
     losses: list[float] = []
-    for index in schedule:
-        params = thetas[-1].clone().requires_grad_(True)
+    for k, index in enumerate(schedule):
+        params = thetas[k].clone().requires_grad_(True)
         batch = data[index]
         if augment is not None:
             states.append(generator.get_state())
@@ -262,12 +266,13 @@ def matching_gradients(
         loss = loss_weight * F.cross_entropy(functional_forward(net, params, batch), labels[index])
         grad = torch.autograd.grad(loss, params)[0]
         with torch.no_grad():
-            if momentum:
-                velocities.append(momentum * velocities[-1] + grad)
-                thetas.append(thetas[-1] - lr * velocities[-1])
+            if velocities is not None:
+                velocities[k + 1] = momentum * velocities[k] + grad
+                thetas[k + 1] = thetas[k] - lr * velocities[k + 1]
             else:
-                thetas.append(thetas[-1] - lr * grad)
+                thetas[k + 1] = thetas[k] - lr * grad
         losses.append(float(loss.detach()))
+        del params, batch, loss, grad
 
     # Outer loss on leaf copies of the final and kept parameters.
     leaves = {s: thetas[s].clone().requires_grad_(True) for s in {*kept_steps, syn_steps}}
@@ -297,7 +302,7 @@ def matching_gradients(
         grad = torch.autograd.grad(loss, params, create_graph=True)[0]
         with torch.no_grad():
             total_v = adjoint_v - lr * adjoint  # b: the adjoint of v_{k+1} = m v_k + grad_k
-            d_lr -= torch.dot(velocities[k + 1] if momentum else grad.detach(), adjoint)
+            d_lr -= torch.dot(velocities[k + 1] if velocities is not None else grad.detach(), adjoint)
         hvp, vjp_x = torch.autograd.grad(grad, (params, x), grad_outputs=total_v, allow_unused=True)
         with torch.no_grad():
             if vjp_x is not None:

@@ -221,3 +221,38 @@ else:
         "machine and run. FLOPs are those of the convolutions, matrix products and other operations "
         "`torch.utils.flop_counter` knows; element-wise work (norms, augmentation) is not counted, so the "
         "achieved rate understates the work done.*"))
+
+# %% [markdown]
+# ## Huge pages on and off
+#
+# Every case above ran with `THP_MEM_ALLOC_ENABLE=1`, as `make` runs the chapters and the
+# tests. The reference code was measured without it, and it would speed that code up too, so
+# `make bench` also times a few cases with it off (`--huge-pages off`, written to
+# `bench_huge_pages_off.json`): the difference is what the setting alone buys; the rest of the
+# distance to the reference is the code's.
+
+# %%
+off_path = path.with_name("bench_huge_pages_off.json")
+off = json.loads(off_path.read_text()) if off_path.exists() else None
+if off is None or off.get("size") != size:
+    display(Markdown(f"No `{off_path.name}` of size {size} beside `{path.name}`: run `python benchmarks/run.py "
+                     f"--size {size} --huge-pages off --out {off_path.name}` for the comparison."))
+else:
+    pairs = []
+    for name, r_off in off["cases"].items():
+        r_on = bench["cases"].get(name, {})
+        if r_off.get("status") == "ok" and r_on.get("status") == "ok":
+            pairs.append({"case": name, "s/iter, off": r_off["s_per_iter"], "s/iter, on": r_on["s_per_iter"],
+                          "speed-up": r_off["s_per_iter"] / r_on["s_per_iter"],
+                          "peak MB, off": r_off["peak_mb"], "peak MB, on": r_on["peak_mb"]})
+    if not pairs:
+        display(Markdown(f"`{off_path.name}` shares no successful case with `{path.name}`."))
+    else:
+        display(pd.DataFrame(pairs).set_index("case").style.format(
+            {"s/iter, off": "{:.4g}", "s/iter, on": "{:.4g}", "speed-up": "{:.2f}x", "peak MB, off": "{:.0f}",
+             "peak MB, on": "{:.0f}"}))
+        display(Markdown(
+            f"*Table: the same cases with PyTorch's huge-page switch off ({off['machine']['date']}, commit "
+            f"`{(off['machine'].get('git_sha') or 'unknown')[:10]}`) and on ({machine['date']}). Values do not "
+            f"change; a fresh activation of 2 MB or more is faulted in as a few 2 MB pages instead of thousands "
+            f"of 4 kB ones.*"))

@@ -9,12 +9,32 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "benchmarks" / "run.py"
 
 
-def _case_names() -> list[str]:
+def _cases_module():
     spec = importlib.util.spec_from_file_location("bench_cases", ROOT / "benchmarks" / "cases.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault(spec.name, module)  # dataclasses look their module up
     spec.loader.exec_module(module)
-    return [case.name for case in module.CASES]
+    return module
+
+
+def _case_names() -> list[str]:
+    return [case.name for case in _cases_module().CASES]
+
+
+def test_peak_memory_is_read_before_the_flop_counting_pass(monkeypatch):
+    """FlopCounterMode holds memory of its own: it must run after the case's peak is taken."""
+    import torch
+
+    cases = _cases_module()
+    events = []
+    monkeypatch.setattr(cases, "memory_mb", lambda device: events.append("memory") or 100.0 * len(events))
+    monkeypatch.setattr(cases, "count_flops", lambda fn: (events.append("flops"), fn(), (5e9, None))[-1])
+    steps = []
+    result = cases.measure(lambda: steps.append(1), torch.device("cpu"), repeats=2)
+    assert events == ["memory", "memory", "flops"]  # baseline, peak, then the counting pass
+    assert result["baseline_mb"] == 100.0 and result["peak_mb"] == 200.0
+    assert len(steps) == 4 and len(result["times_s"]) == 2  # warm-up, 2 timed, 1 counted
+    assert result["flops_per_iter"] == 5e9 and result["gflops"] > 0
 
 
 def test_tiny_benchmark_writes_every_case_and_prints_the_table(tmp_path):
