@@ -10,7 +10,7 @@ DATA_ROOT ?=
 BUILD_DIR ?= _build/$(SCALE)
 # PyTorch backs CPU tensors of 2 MB and more with transparent huge pages: a fresh 134 MB
 # activation (ConvNet-128, batch 256) faults in ~70 huge pages instead of ~33,000 small ones.
-# Measured here: ConvNet-128 forward+backward 0.53 s -> 0.32 s, an MTT iteration 8.4 s -> 5.9 s.
+# Measured here (make bench): ConvNet-128 forward+backward 0.52 s -> 0.32 s, an MTT iteration 8.9 s -> 5.6 s.
 # Values are unchanged. `make ... THP_MEM_ALLOC_ENABLE=0` turns it off.
 export THP_MEM_ALLOC_ENABLE ?= 1
 REQ_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)

@@ -273,13 +273,6 @@ def run_mtt(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
     return result
 
 
-def _compile_args(case: Case, config_cls: type) -> dict[str, Any] | None:
-    """``{"compile": True}`` for a compiled case, ``{}`` otherwise; None when ddlib lacks the switch."""
-    if not case.params.get("compile"):
-        return {}
-    return {"compile": True} if has_field(config_cls, "compile") else None
-
-
 def _distribution_case(case: Case, S: dict, device: torch.device, config_cls: type,
                        make: Callable[[Any, dict], tuple[Any, Any]]) -> dict[str, Any]:
     """Time ``distiller.step`` of DM or TGDD; ``make(data, extra_config) -> (distiller, config)``.
@@ -287,12 +280,11 @@ def _distribution_case(case: Case, S: dict, device: torch.device, config_cls: ty
     A compiled case warms up twice (the first calls compile) and counts no FLOPs: the
     counter does not see inside compiled kernels, and the eager case has the same work.
     """
-    compile_args = _compile_args(case, config_cls)
-    if compile_args is None:
+    compiled = bool(case.params.get("compile"))
+    if compiled and not has_field(config_cls, "compile"):
         return skipped(f"{config_cls.__name__} has no 'compile' option in this ddlib")
     data = random_dataset(S["distill_train"], S["distill_test"], S["side"])
-    distiller, config = make(data, compile_args)
-    compiled = bool(compile_args)
+    distiller, config = make(data, {"compile": True} if compiled else {})
     result = measure(_counter(distiller.step), device, repeats=S["fast_repeats"], warmup=2 if compiled else 1,
                      flops=not compiled)
     result["settings"] = {"ipc": config.ipc, "batch_real": config.batch_real, "dsa": config.dsa, "width": S["width"],

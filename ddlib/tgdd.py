@@ -42,10 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .compiled import maybe_compile
 from .config import Config
 from .data.augment import DSA
 from .data.dataset import ImageDataset
-from .compiled import maybe_compile
 from .dm import augment_by_class, dm_loss, image_step, real_init, sample_real_by_class
 from .functional import ParamLayout, load_flat_params
 from .runtime import derive_seed, make_generator, resolve_device
