@@ -69,10 +69,13 @@ CASES: tuple[Case, ...] = (
     _mtt("mct_ipc10_s20", "MCT, IPC 10, 20 steps", "mtt_ipc10_s20", ipc=10, steps=20, variant="mct"),
     Case("dm_ipc10", "dm", "DM, IPC 10, batch_real 256", {"ipc": 10}, "dm_ipc10"),
     Case("dm_ipc10_compiled", "dm", "DM, IPC 10, compile=True", {"ipc": 10, "compile": True}, "dm_ipc10"),
+    Case("dm_ipc10_one_pass", "dm", "DM, IPC 10, real batch in one pass", {"ipc": 10, "real_chunk": 0}, "dm_ipc10"),
     Case("tgdd_ipc10", "tgdd", "TGDD, IPC 10, batch_real 256", {"ipc": 10}),
     Case("tgdd_ipc10_compiled", "tgdd", "TGDD, IPC 10, compile=True", {"ipc": 10, "compile": True}),
     Case("eval_sequential", "eval", "5 ConvNets, IPC 10, sequential", {"batched": False}),
     Case("eval_batched", "eval", "5 ConvNets, IPC 10, batched", {"batched": True}),
+    Case("eval_sequential_compiled", "eval", "5 ConvNets, IPC 10, sequential, compile=True",
+         {"batched": False, "compile": True}),
     Case("peak_matmul", "matmul", "float32 matmul n x n"),
     Case("peak_conv", "conv", "conv3x3 of ConvNet layer 2, fwd+bwd"),
     Case("convnet_fwd_bwd", "convnet", "ConvNet-3 fwd+bwd, batch 256"),
@@ -281,15 +284,19 @@ def _distribution_case(case: Case, S: dict, device: torch.device, config_cls: ty
     counter does not see inside compiled kernels, and the eager case has the same work.
     """
     compiled = bool(case.params.get("compile"))
-    if compiled and not has_field(config_cls, "compile"):
-        return skipped(f"{config_cls.__name__} has no 'compile' option in this ddlib")
+    extra = {"compile": True} if compiled else {}
+    if "real_chunk" in case.params:
+        extra["real_chunk"] = case.params["real_chunk"]
+    missing = [name for name in extra if not has_field(config_cls, name)]
+    if missing:
+        return skipped(f"{config_cls.__name__} has no {missing[0]!r} option in this ddlib")
     data = random_dataset(S["distill_train"], S["distill_test"], S["side"])
-    distiller, config = make(data, {"compile": True} if compiled else {})
+    distiller, config = make(data, extra)
     result = measure(_counter(distiller.step), device, repeats=S["fast_repeats"], warmup=2 if compiled else 1,
                      flops=not compiled)
     result["settings"] = {"ipc": config.ipc, "batch_real": config.batch_real, "dsa": config.dsa, "width": S["width"],
                           "image": f"3x{S['side']}x{S['side']}", "train_images_in_memory": S["distill_train"],
-                          "compile": compiled}
+                          "compile": compiled, "real_chunk": getattr(distiller, "real_chunk", None)}
     return result
 
 
@@ -319,12 +326,13 @@ def run_eval(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
     from ddlib.evaluation import EvalConfig, evaluate_synthetic
     from ddlib.synthetic import SyntheticSet
 
-    batched = case.params["batched"]
+    batched, compiled = case.params["batched"], bool(case.params.get("compile"))
     kwargs: dict[str, Any] = {"num_eval": 5, "width": S["width"]}
-    if has_field(EvalConfig, "batched"):
-        kwargs["batched"] = batched
-    elif batched:
-        return skipped("EvalConfig has no 'batched' option in this ddlib")
+    for name, wanted in (("batched", batched), ("compile", compiled)):
+        if has_field(EvalConfig, name):
+            kwargs[name] = wanted
+        elif wanted:
+            return skipped(f"EvalConfig has no {name!r} option in this ddlib")
     data = random_dataset(NUM_CLASSES, S["eval_test"], S["side"])
     g = torch.Generator().manual_seed(1)
     ipc = 10
@@ -338,8 +346,12 @@ def run_eval(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
         return lambda: evaluate_synthetic(syn, data, config, seed=0, device=device, progress=False)
 
     # FLOPs: those of the one-epoch warm-up (training and the final test pass), counted for the
-    # sequential case only (the counter is not used under vmap).
-    result = measure(protocol(epochs), device, repeats=S["eval_repeats"], flops=not batched,
+    # eager sequential case only (the counter is not used under vmap, nor inside compiled code).
+    # Compiled: the warm-up call compiles the graphs, which the timed calls' fresh networks reuse.
+    first = time.perf_counter()
+    protocol(1)()
+    first_call_s = time.perf_counter() - first
+    result = measure(protocol(epochs), device, repeats=S["eval_repeats"], flops=not (batched or compiled),
                      warmup_step=protocol(1))
     per_call = result["s_per_iter"]
     flops_epoch = result.get("flops_per_iter")
@@ -354,8 +366,9 @@ def run_eval(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
             fallback = batching_unsupported(convnet(data, S["width"]))
         except ImportError:
             pass
+    result["first_call_s"] = first_call_s  # 1 epoch x 5 networks in a fresh process (compiling, if compiled)
     result["settings"] = {"num_eval": 5, "epochs_per_call": epochs, "ipc": ipc, "batched": batched,
-                          "batching_not_applied": fallback,
+                          "compile": compiled, "batching_not_applied": fallback,
                           "test_images": S["eval_test"], "width": S["width"], "image": f"3x{S['side']}x{S['side']}",
                           "iteration": "one epoch of all 5 networks (call time / epochs)"}
     return result
@@ -392,6 +405,57 @@ def run_conv(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
     return result
 
 
+def conv_layer_throughput(net: torch.nn.Module, step: Callable[[], Any], repeats: int = 2) -> dict[str, Any]:
+    """Per convolution of ``net``: FLOPs and time inside its forward and backward kernels over ``step``.
+
+    FLOPs per layer come from ``FlopCounterMode`` (module-level counts); times from the
+    profiler's ``aten::convolution`` and ``aten::convolution_backward`` events (host time,
+    which on the CPU is the kernels' time), matched to layers by weight and input shape.
+    Returns ``layers`` (one dict per conv: ``layer``, ``weight``, ``input``, ``gflop``,
+    ``seconds``, ``gflops``) and ``conv_gflops``, all layers' FLOPs over all layers' time.
+    """
+    from torch.profiler import profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    shapes: dict[str, tuple] = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            shapes.setdefault(name, (tuple(module.weight.shape), tuple(inputs[0].shape[1:])))
+        return hook
+
+    convs = [(name, m) for name, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks = [m.register_forward_hook(record(name)) for name, m in convs]
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    for h in hooks:
+        h.remove()
+    counts = counter.get_flop_counts()
+    seconds: dict[tuple, float] = {}
+    with profile(record_shapes=True) as prof:
+        for _ in range(repeats):
+            step()
+    for event in prof.events():
+        shape_index = {"aten::convolution": (1, 0), "aten::convolution_backward": (2, 1)}.get(event.name)
+        if shape_index and len(event.input_shapes) > shape_index[0]:
+            w, x = event.input_shapes[shape_index[0]], event.input_shapes[shape_index[1]]
+            key = (tuple(w), tuple(x[1:]))
+            seconds[key] = seconds.get(key, 0.0) + event.cpu_time_total / 1e6 / repeats
+    layers = []
+    for name, _ in convs:
+        weight, inp = shapes[name]
+        flops = sum(float(v) for op, v in counts.get(f"{type(net).__name__}.{name}", {}).items()
+                    if "convolution" in str(op))
+        t = seconds.get((weight, inp), 0.0)
+        layers.append({"layer": name, "weight": list(weight), "input": list(inp), "gflop": flops / 1e9,
+                       "seconds": t, "gflops": flops / t / 1e9 if t > 0 else None})
+    total_t = sum(layer["seconds"] for layer in layers)
+    total_flops = sum(layer["gflop"] for layer in layers)
+    return {"layers": layers, "conv_gflops": total_flops / total_t if total_t > 0 else None,
+            "conv_seconds": total_t}
+
+
 def run_convnet(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
     import torch.nn.functional as F
 
@@ -409,6 +473,10 @@ def run_convnet(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
 
     result = measure(work(model), device, repeats=S["fast_repeats"], warmup=2,
                      count=work(net) if compiled else None)
+    if not compiled and device.type == "cpu":  # host times are kernel times only on the CPU
+        breakdown = conv_layer_throughput(net, work(net))
+        result.update(conv_layers=breakdown["layers"], conv_gflops=breakdown["conv_gflops"],
+                      conv_share_of_time=breakdown["conv_seconds"] / result["s_per_iter"])
     result["settings"] = {"batch": S["conv_batch"], "width": S["width"], "image": f"3x{S['side']}x{S['side']}",
                           "depth": net.depth, "norm": "instance", "work": "forward + backward (no input grad)",
                           "compile": compiled}

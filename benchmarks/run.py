@@ -181,9 +181,10 @@ def evaluate_targets(results: dict[str, dict], reference: dict[str, Any], size: 
             rows.append((" / ".join(target["cases"]),
                          slow["s_per_iter"] / fast["s_per_iter"] if slow and fast else None, {}))
         elif kind == "efficiency":
+            field = target.get("field", "gflops")  # e.g. conv_gflops: the conv kernels alone
             achieved, peak = (_ok(results, n) for n in target["cases"])
-            ok = achieved and peak and achieved.get("gflops") and peak.get("gflops")
-            rows.append((" / ".join(target["cases"]), achieved["gflops"] / peak["gflops"] if ok else None, {}))
+            ok = achieved and peak and achieved.get(field) and peak.get("gflops")
+            rows.append((" / ".join(target["cases"]), achieved[field] / peak["gflops"] if ok else None, {}))
         for label, value, extra in rows:
             met = None
             if value is not None and size == "full":
@@ -229,7 +230,7 @@ def format_targets(targets: list[dict[str, Any]], size: str) -> str:
     lines = [f"targets (reported, not asserted{'; not judged at size tiny' if size != 'full' else ''}):"]
     for t in targets:
         verdict = {True: "met", False: "NOT met", None: "n/a"}[t["met"]]
-        lines.append(f"  {t['text']:<58} {t['cases']:<48} {_fmt(t['value'], '.3g'):>7} "
+        lines.append(f"  {t['text']:<68} {t['cases']:<48} {_fmt(t['value'], '.3g'):>7} "
                      f"{t['op']} {t['threshold']:<5} {verdict}")
     return "\n".join(lines)
 

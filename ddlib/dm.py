@@ -17,7 +17,9 @@ Batching: the augmented per-class batches are concatenated and go through the ne
 ONE forward pass for the synthetic side and one for the real side; the features are split
 by class afterwards. With instance norm (the default) this equals the per-class loop of
 the DM code (see :func:`dm_loss` with ``batched=False``); with batch norm the batch
-statistics span all classes, which is what the DM code does for its BN models.
+statistics span all classes, which is what the DM code does for its BN models. On the
+CPU the real pass is split into chunks of 16 images (``DMConfig.real_chunk``) so that each
+chunk's activations stay in cache; features are per image, so the loss is unchanged.
 
 The same network object is re-initialised in place every iteration (:func:`reinitialize_`,
 seeded from the run's generator), so a run is deterministic per seed and no module is
@@ -43,8 +45,16 @@ from .synthetic import SyntheticSet
 
 __all__ = [
     "DMConfig", "DistributionMatching", "dm_loss", "augment_by_class", "sample_real_by_class",
-    "real_init", "reinitialize_", "image_step",
+    "real_init", "reinitialize_", "image_step", "embed_without_grad", "check_real_chunk", "resolve_real_chunk",
+    "CPU_REAL_CHUNK",
 ]
+
+# Real images per forward pass on the CPU when the config leaves it open (real_chunk=None).
+# A pass of 16 CIFAR images keeps ConvNet-128's largest activation (16 x 128 x 32 x 32
+# floats, 8 MB) in a typical L3 cache, so the memory-bound norm, ReLU and pooling after
+# each convolution stop streaming through main memory: measured on a 2-core CPU
+# (benchmarks/, DM at IPC 10, 2,560 real images) 1.36 s -> 1.09 s per iteration.
+CPU_REAL_CHUNK = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +82,11 @@ class DMConfig(Config):
         Run the embedding through ``torch.compile`` (:mod:`ddlib.compiled`): about 1.7x
         faster on the CPU, values equal to eager up to rounding; needs a C++ compiler on
         the CPU. Off by default, as in the DM code.
+    real_chunk : int or None
+        Real images per forward pass of the (gradient-free) real embedding: ``0`` embeds
+        the whole real batch in one pass, ``k > 0`` in passes of ``k`` images, ``None``
+        (default) picks :func:`resolve_real_chunk`'s rule (16 on the CPU, one pass
+        elsewhere). Only speed and rounding change; see :func:`embed_without_grad`.
     """
 
     ipc: int = 10
@@ -85,8 +100,10 @@ class DMConfig(Config):
     depth: int | None = None
     norm: str = "instance"
     compile: bool = False
+    real_chunk: int | None = None
 
     def validate(self) -> None:
+        check_real_chunk(self.real_chunk)
         for name in ("ipc", "batch_real", "width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected >= 1")
@@ -99,8 +116,71 @@ class DMConfig(Config):
 
 
 # -- pure pieces (shared with TGDD) ------------------------------------------------------------
+def check_real_chunk(real_chunk: int | None) -> None:
+    """Raise ValueError unless ``real_chunk`` is ``None`` or an int ``>= 0``."""
+    if real_chunk is not None and (isinstance(real_chunk, bool) or not isinstance(real_chunk, int)
+                                   or real_chunk < 0):  # the type checks matter outside a Config
+        raise ValueError(f"real_chunk={real_chunk!r}: expected None (automatic), 0 (one pass) or a positive "
+                         "number of images per pass")
+
+
+def _batch_statistics_layer(net: nn.Module) -> str | None:
+    """Name of the first batch-norm layer of ``net`` (its output depends on the whole pass), or None."""
+    return next((name for name, m in net.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)),
+                None)
+
+
+def resolve_real_chunk(real_chunk: int | None, net: nn.Module, device: torch.device | str) -> int:
+    """The real-embedding chunk a distiller uses: ``0`` (one pass) or images per pass.
+
+    ``None`` resolves to :data:`CPU_REAL_CHUNK` on the CPU and to one pass on other devices
+    (a GPU wants large batches), and to one pass for networks with batch norm. Chunking
+    leaves the features unchanged only when every image is embedded independently, as
+    with instance, layer or no norm.
+
+    Raises
+    ------
+    ValueError
+        For a bad value, or an explicit ``real_chunk > 0`` with a batch-norm network
+        (chunks would be normalised with different batch statistics).
+    """
+    check_real_chunk(real_chunk)
+    batch_norm = _batch_statistics_layer(net)
+    if real_chunk is None:
+        return CPU_REAL_CHUNK if torch.device(device).type == "cpu" and batch_norm is None else 0
+    if real_chunk > 0 and batch_norm is not None:
+        raise ValueError(f"real_chunk={real_chunk} splits the real batch, but layer {batch_norm!r} of the network "
+                         "is a batch norm, whose statistics would then differ per chunk; use real_chunk=0 "
+                         "(one pass) or None")
+    return real_chunk
+
+
+def embed_without_grad(embed_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                       chunk: int = 0) -> torch.Tensor:
+    """``embed_fn(images)`` under ``torch.no_grad()``, ``chunk`` images per pass (``0``: one pass).
+
+    Parameters
+    ----------
+    embed_fn : callable
+        ``(N, C, H, W) -> (N, D)``; must embed every image independently for the
+        chunked result to equal one pass (up to rounding).
+    images : Tensor (N, C, H, W)
+    chunk : int
+        Images per forward pass; ``0`` or ``chunk >= N`` is one pass.
+
+    Returns
+    -------
+    Tensor (N, D)
+        Features without autograd history.
+    """
+    with torch.no_grad():
+        if chunk <= 0 or chunk >= len(images):
+            return embed_fn(images)
+        return torch.cat([embed_fn(part) for part in torch.split(images, chunk)])
+
+
 def dm_loss(embed_fn: Callable[[torch.Tensor], torch.Tensor], real_by_class: Sequence[torch.Tensor],
-            syn_by_class: Sequence[torch.Tensor], *, batched: bool = True) -> torch.Tensor:
+            syn_by_class: Sequence[torch.Tensor], *, batched: bool = True, real_chunk: int = 0) -> torch.Tensor:
     """Sum over classes of the squared distance between the class means of the embeddings.
 
     Parameters
@@ -116,6 +196,8 @@ def dm_loss(embed_fn: Callable[[torch.Tensor], torch.Tensor], real_by_class: Seq
         ``True``: one forward pass over the concatenated synthetic batches and one over
         the real ones, features split by class. ``False``: one pass per class and side
         (the DM code's loop; equal to the batched value for per-sample norms).
+    real_chunk : int
+        Real images per forward pass (:func:`embed_without_grad`); ``0`` is one pass.
 
     Returns
     -------
@@ -127,12 +209,11 @@ def dm_loss(embed_fn: Callable[[torch.Tensor], torch.Tensor], real_by_class: Seq
         raise ValueError(f"need one real and one synthetic batch per class; got {len(real_by_class)} real and "
                          f"{len(syn_by_class)} synthetic batches")
     if batched:
-        with torch.no_grad():
-            real_feats = torch.split(embed_fn(torch.cat(list(real_by_class))), [len(x) for x in real_by_class])
+        real_feats = torch.split(embed_without_grad(embed_fn, torch.cat(list(real_by_class)), real_chunk),
+                                 [len(x) for x in real_by_class])
         syn_feats = torch.split(embed_fn(torch.cat(list(syn_by_class))), [len(x) for x in syn_by_class])
     else:
-        with torch.no_grad():
-            real_feats = [embed_fn(x) for x in real_by_class]
+        real_feats = [embed_without_grad(embed_fn, x, real_chunk) for x in real_by_class]
         syn_feats = [embed_fn(x) for x in syn_by_class]
     terms = [((s.mean(0) - r.mean(0)) ** 2).sum() for s, r in zip(syn_feats, real_feats)]
     return torch.stack(terms).sum()
@@ -252,6 +333,8 @@ class DistributionMatching:
     labels : Tensor (K * ipc,)
     net : nn.Module
         The one embedding network, re-initialised in place every iteration.
+    real_chunk : int
+        Real images per forward pass, resolved from ``config.real_chunk`` (``0``: one pass).
     """
 
     def __init__(self, data: ImageDataset, config: DMConfig, seed: int, *,
@@ -262,6 +345,7 @@ class DistributionMatching:
                                depth=config.depth, norm=config.norm).to(self.device)
         self.net.train()  # as in the DM code (batch norm, if any, uses batch statistics)
         self.embed = maybe_compile(self.net.embed, config.compile, self.device)
+        self.real_chunk = resolve_real_chunk(config.real_chunk, self.net, self.device)
         self.num_params = ParamLayout.of(self.net).numel
         self.generator = make_generator(derive_seed(seed, "distill"))
         self.augment = DSA() if config.dsa else None
@@ -290,7 +374,7 @@ class DistributionMatching:
         reinitialize_(self.net, net_seed)
         real = sample_real_by_class(self.data, self.config.batch_real, self.generator, self.device)
         real, syn = augment_by_class(self.augment, real, self.syn_by_class(), self.generator)
-        loss = dm_loss(self.embed, real, syn)
+        loss = dm_loss(self.embed, real, syn, real_chunk=self.real_chunk)
         image_step(self.images, self.opt_img, loss, f"DM (iteration {iteration})")
         return {"loss": float(loss.detach()), "net_seed": net_seed}
 

@@ -46,7 +46,8 @@ from .compiled import maybe_compile
 from .config import Config
 from .data.augment import DSA
 from .data.dataset import ImageDataset
-from .dm import augment_by_class, dm_loss, image_step, real_init, sample_real_by_class
+from .dm import (augment_by_class, check_real_chunk, dm_loss, image_step, real_init, resolve_real_chunk,
+                 sample_real_by_class)
 from .functional import ParamLayout, load_flat_params
 from .runtime import derive_seed, make_generator, resolve_device
 from .synthetic import SyntheticSet
@@ -99,6 +100,9 @@ class TGDDConfig(Config):
         Run the encoder's embedding (the ``L_MMD`` side, which embeds the real batch)
         through ``torch.compile`` (:mod:`ddlib.compiled`): faster, values equal to eager
         up to rounding; needs a C++ compiler on the CPU. Off by default.
+    real_chunk : int or None
+        Real images per forward pass of the ``L_MMD`` real embedding (``0``: one pass,
+        ``None``: 16 on the CPU, one pass elsewhere); as ``DMConfig.real_chunk``.
     """
 
     ipc: int = 10
@@ -115,8 +119,10 @@ class TGDDConfig(Config):
     use_sdc: bool = True
     sdc_reduction: Literal["class_sum", "mean"] = "class_sum"
     compile: bool = False
+    real_chunk: int | None = None
 
     def validate(self) -> None:
+        check_real_chunk(self.real_chunk)
         for name in ("ipc", "region_length", "batch_real"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected >= 1")
@@ -218,6 +224,7 @@ class TGDD:
             raise ValueError("the trajectory source holds no experts")
         self.encoder = net.to(self.device).train()
         self.embed = maybe_compile(self.encoder.embed, config.compile, self.device)
+        self.real_chunk = resolve_real_chunk(config.real_chunk, self.encoder, self.device)
         self.region_net = None if not config.use_sdc else _clone(self.encoder)
         self.layout = ParamLayout.of(self.encoder)
         self._current: tuple[int, Any] | None = None
@@ -267,7 +274,7 @@ class TGDD:
         mmd, sdc = zero, zero
         if cfg.use_mmd:
             self._load(self.encoder, trajectory, j)
-            mmd = dm_loss(self.embed, real, syn)
+            mmd = dm_loss(self.embed, real, syn, real_chunk=self.real_chunk)
         if cfg.use_sdc:
             self._load(self.region_net, trajectory, k)
             sdc = sdc_loss(self.region_net, torch.cat(syn), self.labels)

@@ -26,8 +26,11 @@
 # it used: `THP_MEM_ALLOC_ENABLE=1` (PyTorch backs CPU tensors of 2 MB and more with
 # transparent huge pages; `make` and the benchmark set it, `--huge-pages off` measures
 # without; it speeds the reference code up too) and, in the `_compiled` cases only,
-# `torch.compile` (`compile=True` of DM and TGDD, off by default). This page reads the benchmark's JSON file; it does not time anything itself
-# unless no benchmark has been run on this machine.
+# `torch.compile` (`compile=True` of DM, TGDD and the evaluation, off by default). The DM and
+# TGDD cases embed the real batch in chunks of 16 images on the CPU (`real_chunk=None`, the
+# default); `dm_ipc10_one_pass` embeds it in one pass, as the DM code does. This page reads
+# the benchmark's JSON file; it does not time anything itself unless no benchmark has been
+# run on this machine.
 
 # %% tags=["parameters"]
 scale = "mini"
@@ -221,6 +224,37 @@ else:
         "machine and run. FLOPs are those of the convolutions, matrix products and other operations "
         "`torch.utils.flop_counter` knows; element-wise work (norms, augmentation) is not counted, so the "
         "achieved rate understates the work done.*"))
+
+# %% [markdown]
+# Where the ConvNet's time goes: the eager `convnet_fwd_bwd` case also times its convolution
+# kernels alone (the profiler's forward and backward convolution calls, matched to the layers
+# by shape), so the whole-network rate splits into the rate of each convolution and the share
+# of time spent outside them (instance norm, ReLU, pooling and the loss, which stream whole
+# activations through memory and do few FLOPs).
+
+# %%
+convnet = bench["cases"].get("convnet_fwd_bwd", {})
+peak_conv = bench["cases"].get("peak_conv", {}).get("gflops")
+if convnet.get("status") != "ok" or not convnet.get("conv_layers"):
+    display(Markdown("No per-layer convolution timings in this benchmark file (they are taken on the CPU only)."))
+else:
+    layers = pd.DataFrame([{"layer": layer["layer"], "weight": "x".join(map(str, layer["weight"])),
+                            "input": "x".join(map(str, layer["input"])), "GFLOP": layer["gflop"],
+                            "ms": layer["seconds"] * 1e3, "GFLOP/s": layer["gflops"]}
+                           for layer in convnet["conv_layers"]]).set_index("layer")
+    if peak_conv:
+        layers["of conv peak"] = layers["GFLOP/s"] / peak_conv
+    display(layers.style.format({"GFLOP": "{:.2f}", "ms": "{:.1f}", "GFLOP/s": "{:.0f}", "of conv peak": "{:.2f}"},
+                                na_rep="-"))
+    outside = 1 - convnet["conv_share_of_time"]
+    display(Markdown(
+        f"*Table: the convolutions of one ConvNet forward and backward pass at batch {convnet['settings']['batch']} "
+        f"(size {size}): FLOPs (forward, weight gradient and, except for the first layer, input gradient), time "
+        f"inside the convolution calls and their rate"
+        + (f", against the measured conv peak of {peak_conv:.0f} GFLOP/s" if peak_conv else "")
+        + f". All convolutions together: {convnet['conv_gflops']:.0f} GFLOP/s; "
+        f"{100 * outside:.0f} % of the pass's {convnet['s_per_iter'] * 1e3:.0f} ms is spent outside them. The "
+        f"profiler's own overhead is included in the per-layer times.*"))
 
 # %% [markdown]
 # ## Huge pages on and off

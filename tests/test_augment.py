@@ -257,6 +257,15 @@ def test_drawn_crop_matches_shifted_content():
         torch.testing.assert_close(out[i], ref)
 
 
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_group_returns_standard_nchw_strides(group):
+    """A channels-last batch would make the ConvNet run its slower channels-last kernels
+    (and make a compiled network recompile): every op returns contiguous NCHW tensors."""
+    x = images(4, h=8, w=8)
+    out = single(group)(x, make_generator(0))
+    assert out.shape == x.shape and out.is_contiguous()
+
+
 def test_rotation_by_zero_and_unit_scale_are_identity():
     x = images(2, h=7, w=9, dtype=torch.float64)
     rot = DSA().apply(x, params_for(x, "rotate", rotate=torch.zeros(2)))

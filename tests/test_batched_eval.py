@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import ddlib
+import ddlib.eval_training as eval_training
 import ddlib.evaluation as evaluation
 from ddlib.batched_train import (StackedSGD, batched_accuracy, batched_train_epoch, batching_unsupported,
                                  stack_params, unstack_params)
@@ -100,7 +101,7 @@ def test_batched_epoch_matches_train_epoch_float64():
 def test_protocol_batched_equals_sequential_float64(monkeypatch):
     data = _tiny_data()
     calls = []
-    monkeypatch.setattr(evaluation, "train_epoch", lambda *a, **k: calls.append(1) or train_epoch(*a, **k))
+    monkeypatch.setattr(eval_training, "train_epoch", lambda *a, **k: calls.append(1) or train_epoch(*a, **k))
     batched_nets, sequential_nets = [], []
     batched = _run(monkeypatch, TINY, data, batched_nets)
     assert not calls  # the batched trainer ran
@@ -155,6 +156,6 @@ def test_default_batches_on_cuda_only(monkeypatch):
     """batched=None: sequential on CPU (where vmapped grouped convolutions are slower)."""
     data = _tiny_data()
     calls = []
-    monkeypatch.setattr(evaluation, "train_epoch", lambda *a, **k: calls.append(1) or train_epoch(*a, **k))
+    monkeypatch.setattr(eval_training, "train_epoch", lambda *a, **k: calls.append(1) or train_epoch(*a, **k))
     _run(monkeypatch, TINY.replace(batched=None), data, [])
     assert len(calls) == TINY.num_eval * TINY.epochs

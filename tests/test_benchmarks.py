@@ -37,6 +37,53 @@ def test_peak_memory_is_read_before_the_flop_counting_pass(monkeypatch):
     assert result["flops_per_iter"] == 5e9 and result["gflops"] > 0
 
 
+def test_conv_layer_throughput_counts_each_layers_flops_and_kernel_time():
+    import torch
+    import torch.nn.functional as F
+
+    from ddlib.models import build_model
+
+    cases = _cases_module()
+    net = build_model("ConvNet", 3, 10, (8, 8), width=4, seed=0)
+    x, y = torch.randn(2, 3, 8, 8), torch.tensor([0, 1])
+
+    def step():
+        net.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x), y).backward()
+
+    result = cases.conv_layer_throughput(net, step, repeats=2)
+    layers = result["layers"]
+    assert [layer["layer"] for layer in layers] == ["features.0", "features.4", "features.8"]
+    # 2 N C_out H W C_in 9 per pass: forward and weight gradient for all, input gradient not for the
+    # first layer (its input needs no gradient)
+    per_pass = [2 * 2 * 4 * 8 * 8 * 3 * 9, 2 * 2 * 4 * 4 * 4 * 4 * 9, 2 * 2 * 4 * 2 * 2 * 4 * 9]
+    expected = [2 * per_pass[0], 3 * per_pass[1], 3 * per_pass[2]]
+    assert [round(layer["gflop"] * 1e9) for layer in layers] == expected
+    assert layers[0]["weight"] == [4, 3, 3, 3] and layers[0]["input"] == [3, 8, 8]
+    assert all(layer["seconds"] > 0 and layer["gflops"] > 0 for layer in layers)
+    total = sum(layer["gflop"] for layer in layers) / sum(layer["seconds"] for layer in layers)
+    assert result["conv_gflops"] == total
+
+
+def test_efficiency_target_can_read_another_field():
+    spec = importlib.util.spec_from_file_location("bench_run", RUN)
+    run = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(RUN.parent))
+    try:
+        spec.loader.exec_module(run)
+    finally:
+        sys.path.remove(str(RUN.parent))
+    results = {"net": {"status": "ok", "gflops": 50.0, "conv_gflops": 90.0},
+               "peak": {"status": "ok", "gflops": 100.0}}
+    reference = {"targets": [
+        {"id": "a", "text": "whole", "kind": "efficiency", "op": ">=", "threshold": 0.8, "cases": ["net", "peak"]},
+        {"id": "b", "text": "kernels", "kind": "efficiency", "field": "conv_gflops", "op": ">=", "threshold": 0.8,
+         "cases": ["net", "peak"]}]}
+    whole, kernels = run.evaluate_targets(results, reference, "full")
+    assert (whole["value"], whole["met"]) == (0.5, False)
+    assert (kernels["value"], kernels["met"]) == (0.9, True)
+
+
 def test_tiny_benchmark_writes_every_case_and_prints_the_table(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(RUN), "--size", "tiny", "--out", str(out)], cwd=ROOT,
@@ -59,6 +106,10 @@ def test_tiny_benchmark_writes_every_case_and_prints_the_table(tmp_path):
         assert result["peak_mb"] > 0 and result["peak_mb"] >= result["baseline_mb"] > 0, name
     for name in ("peak_matmul", "peak_conv", "convnet_fwd_bwd"):
         assert report["cases"][name]["gflops"] > 0
+    assert len(report["cases"]["convnet_fwd_bwd"]["conv_layers"]) == 3
+    assert report["cases"]["dm_ipc10"]["settings"]["real_chunk"] > 0  # automatic chunking on the CPU
+    assert report["cases"]["dm_ipc10_one_pass"]["settings"]["real_chunk"] == 0
+    assert report["cases"]["eval_sequential_compiled"]["settings"]["compile"] is True
     assert report["cases"]["mtt_ipc10_s10"]["ref_s_per_iter"] == 13.0
     assert report["cases"]["mtt_ipc10_s10"]["settings"]["memory"] == "recompute"  # the default mode
     assert report["cases"]["mtt_graph_ipc10_s10"]["settings"]["memory"] == "graph"

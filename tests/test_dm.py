@@ -193,3 +193,77 @@ def test_compiled_embedding_matches_eager_across_reinitialisations(digits):
     assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-4)
     assert torch.allclose(runs[True][1], runs[False][1], atol=1e-4)
     assert not torch.equal(runs[False][1], DistributionMatching(digits, small_config(), seed=0).images.detach())
+
+
+# -- chunked real embedding ----------------------------------------------------------------------
+def test_chunked_real_embedding_equals_one_pass():
+    net = build_model("ConvNet", 1, 3, (8, 8), width=8, seed=0).double()
+    images = torch.randn(11, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    one_pass = dm_module.embed_without_grad(net.embed, images, 0)
+    assert one_pass.shape == (11, net.embed(images[:1]).shape[1]) and not one_pass.requires_grad
+    for chunk in (1, 4, 11, 50):  # 11 = 4 + 4 + 3 exercises an uneven last chunk
+        assert torch.allclose(dm_module.embed_without_grad(net.embed, images, chunk), one_pass, rtol=1e-12,
+                              atol=1e-12)
+
+
+def test_chunked_real_embedding_sees_every_image_in_passes_of_chunk():
+    sizes = []
+
+    def embed(x):
+        sizes.append(len(x))
+        return x.flatten(1) * 2
+
+    images = torch.arange(10.0).view(10, 1, 1, 1)
+    out = dm_module.embed_without_grad(embed, images, 4)
+    assert sizes == [4, 4, 2]
+    assert torch.equal(out, images.flatten(1) * 2)
+
+
+def test_dm_loss_with_real_chunk_equals_one_pass():
+    net = build_model("ConvNet", 1, 3, (8, 8), width=8, seed=0).double()
+    g = torch.Generator().manual_seed(0)
+    real = [torch.randn(n, 1, 8, 8, dtype=torch.float64, generator=g) for n in (5, 7, 6)]
+    syn = torch.randn(6, 1, 8, 8, dtype=torch.float64, generator=g).requires_grad_(True)
+    losses, grads = [], []
+    for chunk in (0, 3):
+        loss = dm_loss(net.embed, real, list(torch.split(syn, 2)), real_chunk=chunk)
+        losses.append(loss)
+        grads.append(torch.autograd.grad(loss, [syn])[0])
+    assert torch.allclose(losses[0], losses[1], rtol=1e-12) and torch.allclose(grads[0], grads[1], rtol=1e-10)
+
+
+def test_resolve_real_chunk_rule_and_batch_norm_guard():
+    instance = build_model("ConvNet", 1, 3, (8, 8), width=8, seed=0)
+    batch = build_model("ConvNet", 1, 3, (8, 8), width=8, norm="batch", seed=0)
+    assert dm_module.resolve_real_chunk(None, instance, "cpu") == dm_module.CPU_REAL_CHUNK
+    assert dm_module.resolve_real_chunk(None, instance, "cuda") == 0  # only the device type is read
+    assert dm_module.resolve_real_chunk(None, batch, "cpu") == 0
+    assert dm_module.resolve_real_chunk(0, batch, "cpu") == 0
+    assert dm_module.resolve_real_chunk(7, instance, "cuda") == 7
+    with pytest.raises(ValueError, match=r"real_chunk=8 .*'features\.1'.*batch norm"):
+        dm_module.resolve_real_chunk(8, batch, "cpu")
+
+
+def test_config_rejects_bad_real_chunk():
+    with pytest.raises(ValueError, match=r"real_chunk=-1: expected None \(automatic\), 0 \(one pass\)"):
+        DMConfig(real_chunk=-1)
+    for bad in (2.5, True, "16"):
+        with pytest.raises(TypeError, match="real_chunk"):
+            DMConfig(real_chunk=bad)
+    with pytest.raises(ValueError, match="real_chunk=-3"):
+        dm_module.resolve_real_chunk(-3, build_model("ConvNet", 1, 3, (8, 8), width=8, seed=0), "cpu")
+
+
+def test_batch_norm_with_explicit_chunk_fails_before_any_compute(digits):
+    with pytest.raises(ValueError, match="real_chunk=4"):
+        DistributionMatching(digits, small_config(norm="batch", real_chunk=4), seed=0)
+
+
+def test_run_with_chunked_real_pass_matches_one_pass(digits):
+    runs = {}
+    for chunk in (0, 5):
+        method = DistributionMatching(digits, small_config(real_chunk=chunk), seed=0)
+        assert method.real_chunk == chunk
+        runs[chunk] = ([method.step(i)["loss"] for i in range(3)], method.images.detach().clone())
+    assert runs[5][0] == pytest.approx(runs[0][0], rel=1e-5)
+    assert torch.allclose(runs[5][1], runs[0][1], atol=1e-5)

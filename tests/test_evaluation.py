@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import ddlib
+import ddlib.eval_training as eval_training
 import ddlib.evaluation as evaluation
 from ddlib.coresets import random_coreset
 from ddlib.data.dataset import ImageDataset
@@ -94,7 +95,7 @@ def test_mismatch_raises_before_training(monkeypatch, digits):
     def fail(*args, **kwargs):
         raise AssertionError("train_epoch must not be called")
 
-    monkeypatch.setattr(evaluation, "train_epoch", fail)
+    monkeypatch.setattr(eval_training, "train_epoch", fail)
     small = SyntheticSet(torch.zeros(10, 1, 4, 4), torch.arange(10), None, {}, {}, "x", ipc=1)
     with pytest.raises(ValueError, match=r"images \(1, 4, 4\).*data set 'digits' has images \(1, 8, 8\)"):
         evaluate_synthetic(small, digits, TINY, seed=0, progress=False)

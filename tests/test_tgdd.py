@@ -229,3 +229,16 @@ def test_compiled_encoder_matches_eager_across_snapshots(digits, experts):
     assert len(set(runs[False][1])) > 1  # the encoder's weights changed between iterations
     assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-4)
     assert torch.allclose(runs[True][2], runs[False][2], atol=1e-4)
+
+
+def test_chunked_real_pass_matches_one_pass(digits, experts):
+    runs = {}
+    for chunk in (0, 3):
+        method = make_tgdd(digits, experts, real_chunk=chunk)
+        assert method.real_chunk == chunk
+        steps = [method.step(i) for i in range(3)]
+        runs[chunk] = ([s["mmd"] for s in steps], method.pixels.detach().clone())
+    assert runs[3][0] == pytest.approx(runs[0][0], rel=1e-5)
+    assert torch.allclose(runs[3][1], runs[0][1], atol=1e-5)
+    with pytest.raises(ValueError, match="real_chunk=-2"):
+        TGDDConfig(real_chunk=-2)

@@ -370,7 +370,7 @@ class DSA:
         cols = torch.arange(w, device=x.device).view(1, w) + shift[:, 1:] + pad  # (N, W)
         batch = torch.arange(n, device=x.device).view(n, 1, 1)
         out = xp.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
-        return out.permute(0, 3, 1, 2)
+        return out.permute(0, 3, 1, 2).contiguous()  # NCHW strides: a channels-last batch slows the ConvNet
 
     def _apply_cutout(self, x: torch.Tensor, p: DSAParams) -> torch.Tensor:
         _, _, h, w = x.shape
