@@ -133,7 +133,7 @@ def _batch_statistics_layer(net: nn.Module) -> str | None:
 def resolve_real_chunk(real_chunk: int | None, net: nn.Module, device: torch.device | str) -> int:
     """The real-embedding chunk a distiller uses: ``0`` (one pass) or images per pass.
 
-    ``None`` resolves to :data:`CPU_REAL_CHUNK` on the CPU and to one pass on other devices
+    ``None`` resolves to ``CPU_REAL_CHUNK`` (16) on the CPU and to one pass on other devices
     (a GPU wants large batches), and to one pass for networks with batch norm. Chunking
     leaves the features unchanged only when every image is embedded independently, as
     with instance, layer or no norm.

@@ -152,3 +152,60 @@ def test_family_default_norms_follow_dc():
     assert not any(isinstance(m, (torch.nn.GroupNorm, torch.nn.BatchNorm2d)) for m in alex.modules())
     vgg = build_model("VGG11", 3, 10, 32, seed=0)
     assert any(isinstance(m, torch.nn.GroupNorm) for m in vgg.modules())
+
+
+# -- the 2x2 average pooling of ConvNet ----------------------------------------------------------
+def test_avg_pool_2x2_equals_nn_avg_pool_with_gradients():
+    from torch import nn
+
+    from ddlib.models._common import AvgPool2x2
+
+    pool, reference = AvgPool2x2(), nn.AvgPool2d(kernel_size=2, stride=2)
+    for dtype, tol in ((torch.float64, 1e-14), (torch.float32, 1e-6)):
+        x = torch.randn(3, 4, 8, 6, dtype=dtype, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+        out = pool(x)
+        assert out.shape == (3, 4, 4, 3) and out.is_contiguous()
+        torch.testing.assert_close(out, reference(x), rtol=tol, atol=tol)
+        g = torch.randn_like(out)
+        (grad,) = torch.autograd.grad(out, x, g)
+        (grad_ref,) = torch.autograd.grad(reference(x), x, g)
+        torch.testing.assert_close(grad, grad_ref, rtol=tol, atol=tol)
+    hand = torch.tensor([[1.0, 2.0, 5.0, 7.0], [3.0, 6.0, 9.0, 11.0]]).view(1, 1, 2, 4)
+    assert pool(hand).flatten().tolist() == [3.0, 8.0]  # (1+2+3+6)/4, (5+7+9+11)/4
+
+
+def test_avg_pool_2x2_odd_sides_and_3d_input_fall_back_to_nn_avg_pool():
+    import torch.nn.functional as F
+
+    from ddlib.models._common import AvgPool2x2
+
+    for shape in ((2, 3, 7, 8), (2, 3, 8, 5), (3, 6, 6)):
+        x = torch.randn(*shape)
+        assert torch.equal(AvgPool2x2()(x), F.avg_pool2d(x, 2))
+
+
+def test_avg_pool_2x2_under_vmap_and_second_order_gradients():
+    from torch.func import grad, vmap
+
+    from ddlib.models._common import AvgPool2x2
+
+    pool = AvgPool2x2()
+    x = torch.randn(5, 2, 3, 4, 4, dtype=torch.float64)
+    batched = vmap(pool)(x)
+    torch.testing.assert_close(batched, torch.stack([pool(xi) for xi in x]))
+    # f = sum_w p_w^2 with p_w = (sum of window w) / 4: df/dx_i = p_w / 2, so sum_i df/dx_i = 2 sum_w p_w,
+    # whose gradient is 2 / 4 = 0.5 at every pixel
+    first = grad(lambda z: (pool(z) ** 2).sum())
+    second = grad(lambda z: first(z).sum())(x[0])
+    torch.testing.assert_close(second, torch.full_like(x[0], 0.5))
+
+
+def test_convnet_pools_with_avg_pool_2x2_and_keeps_its_parameter_names():
+    from torch import nn
+
+    from ddlib.models._common import AvgPool2x2
+
+    net = build_model("ConvNet", 3, 10, (32, 32), width=8, seed=0)
+    pools = [m for m in net.features if isinstance(m, nn.AvgPool2d)]
+    assert len(pools) == 3 and all(type(m) is AvgPool2x2 for m in pools)
+    assert [k for k in net.state_dict()][:3] == ["features.0.weight", "features.0.bias", "features.1.weight"]

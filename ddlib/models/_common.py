@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 __all__ = [
-    "NORMS", "ACTS", "POOLS", "make_norm", "make_act", "check_choice", "min_input_size", "DDModel",
+    "NORMS", "ACTS", "POOLS", "make_norm", "make_act", "check_choice", "min_input_size", "DDModel", "AvgPool2x2",
 ]
 
 NORMS = ("instance", "batch", "layer", "none")
@@ -65,6 +65,35 @@ def make_act(act: str) -> nn.Module:
     if act == "sigmoid":
         return nn.Sigmoid()
     return nn.SiLU()  # swish: x * sigmoid(x)
+
+
+class AvgPool2x2(nn.AvgPool2d):
+    """``nn.AvgPool2d(kernel_size=2, stride=2)`` computed as two pairwise sums.
+
+    PyTorch's CPU ``avg_pool2d`` kernel works out every output's window and divisor
+    separately: on a 16 x 128 x 32 x 32 map it took 1.9 ms on the development machine
+    (2 cores), ten times a ReLU over the same map, and it was a quarter of a DM iteration.
+    Adding the row pairs, then the column pairs, then scaling by ``1/4`` is the same average
+    with the four terms summed as ``(a + c) + (b + d)`` instead of ``((a + b) + c) + d``, so
+    values agree with ``nn.AvgPool2d`` to float rounding; measured 0.23 ms for that map, and
+    forward plus backward at batch 256 about 20 % faster. Works under ``torch.func``
+    transforms and higher-order gradients (only views, additions and a scale). Maps with an
+    odd side, or inputs that are not ``(N, C, H, W)``, go to ``nn.AvgPool2d`` (which drops
+    the last row/column of an odd side).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(kernel_size=2, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W) -> (N, C, H // 2, W // 2)``."""
+        if x.dim() != 4 or x.shape[-2] % 2 or x.shape[-1] % 2:
+            return super().forward(x)
+        n, c, h, w = x.shape
+        rows = x.reshape(n, c, h // 2, 2, w)
+        rows = rows[:, :, :, 0] + rows[:, :, :, 1]  # (N, C, H/2, W): sums of vertical pairs
+        cols = rows.reshape(n, c, h // 2, w // 2, 2)
+        return (cols[..., 0] + cols[..., 1]) * 0.25
 
 
 def min_input_size(out_side: Callable[[int], int], at_least: int = 1) -> int:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import ACTS, NORMS, POOLS, DDModel, _pair, check_choice, make_act, make_norm, min_input_size
+from ._common import (ACTS, NORMS, POOLS, AvgPool2x2, DDModel, _pair, check_choice, make_act, make_norm,
+                      min_input_size)
 
 __all__ = ["ConvNet", "default_depth"]
 
@@ -111,7 +112,7 @@ class ConvNet(DDModel):
                 layers.append(make_norm(norm, width))
             layers.append(make_act(act))
             if pool == "avg":
-                layers.append(nn.AvgPool2d(kernel_size=2, stride=2))
+                layers.append(AvgPool2x2())  # nn.AvgPool2d(2, 2), faster on the CPU
             elif pool == "max":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             in_channels = width
