@@ -52,8 +52,9 @@ __all__ = [
 # Real images per forward pass on the CPU when the config leaves it open (real_chunk=None).
 # A pass of 16 CIFAR images keeps ConvNet-128's largest activation (16 x 128 x 32 x 32
 # floats, 8 MB) in a typical L3 cache, so the memory-bound norm, ReLU and pooling after
-# each convolution stop streaming through main memory: measured on a 2-core CPU
-# (benchmarks/, DM at IPC 10, 2,560 real images) 1.36 s -> 1.09 s per iteration.
+# each convolution stop streaming through main memory, and no allocation is large enough
+# to be served by a fresh mmap: measured on a 2-core CPU (benchmarks/, DM at IPC 10,
+# 2,560 real images) 1.31 s -> 0.91 s per iteration, peak memory 4.1 GB -> 1.7 GB.
 CPU_REAL_CHUNK = 16
 
 
@@ -79,8 +80,8 @@ class DMConfig(Config):
         The randomly initialised embedding network (:func:`ddlib.models.build_model`);
         ``depth=None`` picks the resolution's default.
     compile : bool
-        Run the embedding through ``torch.compile`` (:mod:`ddlib.compiled`): about 1.7x
-        faster on the CPU, values equal to eager up to rounding; needs a C++ compiler on
+        Run the embedding through ``torch.compile`` (:mod:`ddlib.compiled`): about 1.3x
+        faster on the CPU (0.91 s -> 0.70 s per IPC 10 iteration), values equal to eager up to rounding; needs a C++ compiler on
         the CPU. Off by default, as in the DM code.
     real_chunk : int or None
         Real images per forward pass of the (gradient-free) real embedding: ``0`` embeds

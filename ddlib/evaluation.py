@@ -27,8 +27,8 @@ Differences from the reference code, all deliberate:
   ran at 0.4-0.6x the speed of training the networks one after another.
 * With ``EvalConfig.compile`` each network's forward pass goes through ``torch.compile``
   (:mod:`ddlib.compiled`), which fuses the norm, ReLU and pooling after each convolution:
-  measured on 2 CPU cores (ConvNet-128, IPC 10) 1.6x faster per network and epoch once
-  compiled (the first network compiles, about 2 s); results equal eager ones up to
+  measured on 2 CPU cores (ConvNet-128, IPC 10) 1.3x faster per network and epoch once
+  compiled (the first network compiles, a few seconds); results equal eager ones up to
   rounding. Off by default; it applies to sequential training.
 
 Accuracies are fractions in ``[0, 1]``.
