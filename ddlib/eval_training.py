@@ -8,7 +8,7 @@ network. :mod:`ddlib.evaluation` picks the loop and builds the networks.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from .batched_train import StackedSGD, batched_accuracy, batched_train_epoch, st
 from .compiled import maybe_compile
 from .train import OptimizerConfig, accuracy, make_optimizer, make_scheduler, train_epoch
 
+if TYPE_CHECKING:  # evaluation imports this module; the config is only annotated here
+    from .evaluation import EvalConfig
+
 __all__ = ["train_sequential", "train_batched"]
 
 Accuracies = tuple[list[float], list[float], list[int]]
@@ -25,7 +28,7 @@ Accuracies = tuple[list[float], list[float], list[int]]
 
 def train_sequential(nets: list[nn.Module], images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
                      test_labels: torch.Tensor, generators: list[torch.Generator], *,
-                     augment: Callable | None, opt_config: OptimizerConfig, config: Any, test_points: set[int],
+                     augment: Callable | None, opt_config: OptimizerConfig, config: "EvalConfig", test_points: set[int],
                      device: torch.device, bar: Any) -> Accuracies:
     """The protocol's training loop, one network after another.
 
@@ -79,7 +82,7 @@ def train_sequential(nets: list[nn.Module], images: torch.Tensor, labels: torch.
 
 def train_batched(nets: list[nn.Module], images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
                   test_labels: torch.Tensor, generators: list[torch.Generator], *,
-                  augment: Callable | None, opt_config: OptimizerConfig, config: Any, test_points: set[int],
+                  augment: Callable | None, opt_config: OptimizerConfig, config: "EvalConfig", test_points: set[int],
                   device: torch.device, bar: Any) -> Accuracies:
     """The same loop for all ``nets`` at once (stacked parameters, see :mod:`ddlib.batched_train`).
 
