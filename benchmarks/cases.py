@@ -347,11 +347,12 @@ def run_eval(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
 
     # FLOPs: those of the one-epoch warm-up (training and the final test pass), counted for the
     # eager sequential case only (the counter is not used under vmap, nor inside compiled code).
-    # Compiled: the warm-up call compiles the graphs, which the timed calls' fresh networks reuse.
+    # The timed one-epoch call below is the warm-up (compiled: it compiles the graphs, which the
+    # timed calls' fresh networks reuse), so measure() warms up no further.
     first = time.perf_counter()
     protocol(1)()
     first_call_s = time.perf_counter() - first
-    result = measure(protocol(epochs), device, repeats=S["eval_repeats"], flops=not (batched or compiled),
+    result = measure(protocol(epochs), device, repeats=S["eval_repeats"], warmup=0, flops=not (batched or compiled),
                      warmup_step=protocol(1))
     per_call = result["s_per_iter"]
     flops_epoch = result.get("flops_per_iter")

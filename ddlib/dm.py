@@ -81,8 +81,8 @@ class DMConfig(Config):
         ``depth=None`` picks the resolution's default.
     compile : bool
         Run the embedding through ``torch.compile`` (:mod:`ddlib.compiled`): about 1.3x
-        faster on the CPU (0.91 s -> 0.70 s per IPC 10 iteration), values equal to eager up to rounding; needs a C++ compiler on
-        the CPU. Off by default, as in the DM code.
+        faster on the CPU (0.91 s -> 0.70 s per IPC 10 iteration), values equal to eager up
+        to rounding; needs a C++ compiler on the CPU. Off by default, as in the DM code.
     real_chunk : int or None
         Real images per forward pass of the (gradient-free) real embedding: ``0`` embeds
         the whole real batch in one pass, ``k > 0`` in passes of ``k`` images, ``None``

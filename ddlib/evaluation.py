@@ -47,8 +47,8 @@ from .batched_train import batching_unsupported
 from .compiled import compiler_missing
 from .config import Config
 from .data.dataset import ImageDataset
-from .runtime import derive_seed, make_generator, resolve_device
 from .eval_training import train_batched, train_sequential
+from .runtime import derive_seed, make_generator, resolve_device
 from .synthetic import SyntheticSet
 from .train import OptimizerConfig
 
