@@ -262,7 +262,7 @@ def run_mtt(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
     trajectory = fake_trajectory(net, S["traj_epochs"])
     config = MTTConfig.for_dataset("cifar10", p["ipc"], **overrides)
     if p["variant"] == "ast":  # the AST paper's components, minus representative init (KMeans)
-        config = config.with_ast(init="real")
+        config = config.with_ast("paper", init="real")
     if p["variant"] == "mct":
         trajectory = ConvexifiedTrajectory.from_trajectory(trajectory)
         config = config.replace(sampling="continuous")

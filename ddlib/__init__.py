@@ -28,9 +28,13 @@ from .distill_loop import DistillResult, NonFiniteLoss, run_distillation
 from .mtt import MTTConfig, TrajectoryMatching
 from .dm import DMConfig, DistributionMatching
 from .tgdd import TGDD, TGDDConfig
-from .results import Record, append_records, collect_provenance, paper_results, read_records, side_by_side
+from .results import (Record, append_records, collect_provenance, paired_samples, paper_results, read_records,
+                      side_by_side)
 from .experiments import (SCALES, Recorder, ScaleSettings, cached_experts, expert_network, load_scaled_dataset, record_claim,
                           scale_settings)
+from .verdicts import Verdict, paired_verdict, required_n, threshold_verdict, trend_verdict
+from .seeded import compare_methods, method_values, record_evaluation
+from .fileio import read_json, write_json
 from .plots import image_grid, show_images
 from .reporting import model_zoo_table
 
@@ -49,4 +53,6 @@ __all__ = [
     "Record", "append_records", "collect_provenance", "paper_results", "read_records", "side_by_side",
     "image_grid", "show_images", "model_zoo_table", "SCALES", "Recorder", "ScaleSettings", "cached_experts",
     "load_scaled_dataset", "record_claim", "scale_settings", "expert_network",
+    "read_json", "write_json",
+    "compare_methods", "method_values", "record_evaluation", "Verdict", "paired_samples", "paired_verdict", "required_n", "threshold_verdict", "trend_verdict",
 ]

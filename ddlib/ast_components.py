@@ -7,26 +7,27 @@ code differs, that is an option documented in the docstring. Smooth experts (Eq.
 :func:`clip_factor`, :func:`gradient_penalty`, the metric :func:`average_variation` /
 :func:`step_sizes`; balanced inner-loop loss (Eq. 2): :func:`balanced_loss_weight`;
 intermediate matching (Eq. 4): :func:`intermediate_points`, :func:`intermediate_weights`;
-weight perturbation (Eq. 5): :func:`perturb_weights`; representative initialisation:
-:func:`class_features`, :func:`representative_init`.
+weight perturbation (Eq. 5): :func:`~ddlib.ast_perturbation.perturb_weights` (in :mod:`ddlib.ast_perturbation`,
+re-exported here); representative initialisation: :func:`class_features`,
+:func:`representative_init`.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .ast_perturbation import perturb_weights
 from .config import Config
-from .functional import ParamLayout
 
 __all__ = [
-    "clip_factor", "gradient_penalty", "SmoothExpertLoss", "step_sizes", "average_variation",
-    "balanced_loss_weight", "intermediate_points", "intermediate_weights", "perturb_weights",
+    "clip_factor", "input_gradient_norms", "gradient_penalty", "SmoothExpertLoss", "step_sizes",
+    "average_variation", "balanced_loss_weight", "intermediate_points", "intermediate_weights",
     "class_features", "representative_init",
 ]
 
@@ -53,13 +54,38 @@ def clip_factor(epoch: int, clip_start: float = 0.5, clip_epochs: int = 5) -> fl
     return clip_start + (1.0 - clip_start) * epoch / clip_epochs
 
 
-def gradient_penalty(net: nn.Module, x: Tensor, target: float = 1.0) -> Tensor:
+def input_gradient_norms(grad: Tensor, norm: Literal["sample", "pixel"] = "sample") -> Tensor:
+    """Norms of an input gradient ``grad`` ``(B, C, H, W)`` as AST's gradient penalty reads them.
+
+    * ``"sample"`` (the paper's Eq. 1): one L2 norm per sample over all ``C * H * W`` elements,
+      shape ``(B,)``.
+    * ``"pixel"`` (the authors' code, ``torch.norm(gradients, p=2, dim=1)``): one L2 norm per
+      sample and pixel over the channels (dim 1), shape ``(B, H, W)``.
+
+    A ``(B, D)`` gradient gives ``(B,)`` under both.
+    """
+    if norm == "sample":
+        return grad.reshape(len(grad), -1).norm(p=2, dim=1)
+    if norm == "pixel":
+        return grad.norm(p=2, dim=1)
+    raise ValueError(f"norm={norm!r}: expected 'sample' (paper, per-sample norm over C*H*W) or 'pixel' "
+                     "(code, norm over channels per pixel)")
+
+
+def gradient_penalty(net: nn.Module, x: Tensor, target: float = 1.0,
+                     norm: Literal["sample", "pixel"] = "sample") -> Tensor:
     """Two-sided input-gradient penalty of Eq. 1 (without the weight ``mu``).
 
-    ``mean_b (|| d sum(net(x)) / d x_b ||_2 - target)^2`` where the norm is taken over all
-    of sample ``b``'s input elements. The gradient is computed with
-    ``create_graph=True``, so the returned scalar can be back-propagated to the
-    network's parameters (double back-prop).
+    ``g = d sum(net(x)) / d x`` and the mean of ``(||g|| - target)^2`` over the norms of
+    :func:`input_gradient_norms`:
+
+    * ``norm="sample"`` (paper): ``mean_b (||g_b||_2 - K)^2``, the norm over all of sample
+      ``b``'s input elements;
+    * ``norm="pixel"`` (authors' code): ``mean_{b,h,w} (||g_{b,:,h,w}||_2 - K)^2``, the norm over
+      the channels of each pixel, averaged over pixels and samples.
+
+    The gradient is computed with ``create_graph=True``, so the returned scalar can be
+    back-propagated to the network's parameters (double back-prop).
 
     Parameters
     ----------
@@ -68,10 +94,11 @@ def gradient_penalty(net: nn.Module, x: Tensor, target: float = 1.0) -> Tensor:
         in train mode couples the samples (cross-sample terms in the gradient) and
         updates its running statistics again; ddlib's default instance norm does neither.
     x : Tensor
-        ``(B, ...)`` input batch, AST: the *un-augmented* images ``(B, C, H, W)``. It is
-        detached and cloned; the caller's tensor is not modified.
+        ``(B, C, H, W)`` input batch, AST: the *un-augmented* images. It is detached and
+        cloned; the caller's tensor is not modified.
     target : float
-        ``K`` of Eq. 1 (paper: 1).
+        ``K`` of Eq. 1 (paper and code: 1).
+    norm : {"sample", "pixel"}
 
     Returns
     -------
@@ -82,29 +109,31 @@ def gradient_penalty(net: nn.Module, x: Tensor, target: float = 1.0) -> Tensor:
     with torch.enable_grad():
         logits = net(inputs)
         (grad,) = torch.autograd.grad(logits.sum(), inputs, create_graph=True)
-    norms = grad.reshape(len(grad), -1).norm(p=2, dim=1)
-    return ((norms - target) ** 2).mean()
+    return ((input_gradient_norms(grad, norm) - target) ** 2).mean()
 
 
 @dataclasses.dataclass(frozen=True)
 class SmoothExpertLoss(Config):
     """AST's expert-training loss (Eq. 1) as a :class:`ddlib.train.LossHook`.
 
-    ``loss = lambda(epoch) * CE(net(images), labels) + gp_weight * gradient_penalty(net, raw_images, gp_target)``
+    ``loss = lambda(epoch) * CE(net(images), labels)
+    + gp_weight * gradient_penalty(net, raw_images, gp_target, gp_norm)``
     with ``lambda`` from :func:`clip_factor` (1 when ``use_clip`` is off) and the penalty
     on the un-augmented batch (dropped when ``use_gp`` is off).
 
     Defaults are the paper's (Sec. 4.1: lambda from 0.5 to 1 over 5 epochs, mu = 1,
-    K = 1); :meth:`code_variant` gives the authors' code (10 epochs of steps of 0.05 and
-    the penalty multiplied by 2).
+    K = 1, per-sample norm), also :meth:`paper`; :meth:`code` gives the authors' code
+    (``buffer.py`` / ``utils.epoch_gp``: 10 epochs of steps of 0.05, the penalty multiplied
+    by 2 and its norm taken over the channels of each pixel).
     """
 
     clip_start: float = 0.5  # paper Sec. 4.1
     clip_epochs: int = 5  # paper Sec. 4.1 (code: 10)
     use_clip: bool = True
     use_gp: bool = True
-    gp_weight: float = 1.0  # mu, paper Sec. 4.1 (code: 2)
+    gp_weight: float = 1.0  # mu, paper Sec. 4.1 (code: LAMBDA=2)
     gp_target: float = 1.0  # K, paper Sec. 3.1.2
+    gp_norm: Literal["sample", "pixel"] = "sample"  # paper: per sample over C*H*W (code: per pixel, "pixel")
 
     def validate(self) -> None:
         if not 0 < self.clip_start <= 1:
@@ -115,9 +144,14 @@ class SmoothExpertLoss(Config):
             raise ValueError(f"gp_weight={self.gp_weight}: expected >= 0")
 
     @classmethod
-    def code_variant(cls, **changes) -> "SmoothExpertLoss":
-        """The authors' code settings: ``clip_epochs=10`` (0.5, 0.55, ..., 0.95) and ``gp_weight=2``."""
-        return cls(**{"clip_epochs": 10, "gp_weight": 2.0, **changes})
+    def paper(cls, **changes: Any) -> "SmoothExpertLoss":
+        """The paper's settings (the defaults): clip 0.5 -> 1 over 5 epochs, mu 1, K 1, per-sample norm."""
+        return cls(**changes)
+
+    @classmethod
+    def code(cls, **changes: Any) -> "SmoothExpertLoss":
+        """The authors' code: clip 0.5, 0.55, ..., 0.95 over 10 epochs, penalty x2, per-pixel channel norm."""
+        return cls(**{"clip_epochs": 10, "gp_weight": 2.0, "gp_norm": "pixel", **changes})
 
     def clip(self, epoch: int) -> float:
         """``lambda(epoch)`` of this config (1 when ``use_clip`` is off)."""
@@ -128,7 +162,7 @@ class SmoothExpertLoss(Config):
         """Scalar loss of one mini-batch (``images``/``raw_images`` ``(B, C, H, W)``, ``labels`` ``(B,)``)."""
         loss = self.clip(epoch) * F.cross_entropy(net(images), labels)
         if self.use_gp and self.gp_weight > 0:
-            loss = loss + self.gp_weight * gradient_penalty(net, raw_images, self.gp_target)
+            loss = loss + self.gp_weight * gradient_penalty(net, raw_images, self.gp_target, self.gp_norm)
         return loss
 
 
@@ -259,59 +293,6 @@ def intermediate_weights(expert_epochs: int, mode: Literal["equal", "adaptive"] 
     if mode == "adaptive":
         return [i / (n + 1) for i in range(1, n + 1)]
     raise ValueError(f"mode={mode!r}: expected 'equal' or 'adaptive'")
-
-
-def perturb_weights(flat: Tensor, layout: ParamLayout, alpha: float = 0.1, *,
-                    generator: torch.Generator, conv_only: bool = False) -> Tensor:
-    """Filter-normalised Gaussian perturbation of the expert's start weights (Eq. 5).
-
-    For every weight ``theta_l`` with ``dim >= 2`` and every filter ``j`` (slice
-    ``theta_l[j]`` along dim 0: an output channel of a conv, a row of a linear layer),
-    ``d ~ N(0, I)`` of the filter's shape and
-    ``theta*_lj = theta_lj + alpha * d / ||d||_F * ||theta_lj||_F``, so
-    ``||theta*_lj - theta_lj||_F = alpha * ||theta_lj||_F``.
-
-    1-D parameters (biases, normalisation affine weights) are left unchanged: the
-    per-filter normalisation is that of Li et al. (2018, "Visualizing the loss landscape
-    of neural nets"), which has no filter structure for them and sets their direction
-    to zero.
-
-    Parameters
-    ----------
-    flat : Tensor
-        ``(P,)`` flat parameters in ``layout`` order.
-    layout : ParamLayout
-        Names and shapes of the parameters in ``flat``.
-    alpha : float
-        Relative perturbation size (paper: 0.1).
-    generator : torch.Generator
-        CPU generator the directions ``d`` are drawn from (the global RNG is never used);
-        ``d`` is moved to ``flat``'s device.
-    conv_only : bool
-        Authors' code variant (as recorded in FACTS.md): perturb conv weights
-        (``dim == 4``) only, used with ``alpha=1``.
-
-    Returns
-    -------
-    Tensor
-        ``(P,)`` new tensor (``flat`` is not modified); differentiable w.r.t. ``flat``.
-    """
-    if alpha < 0:
-        raise ValueError(f"alpha={alpha}: expected >= 0")
-    params = layout.unflatten(flat)
-    draw_dtype = flat.dtype if flat.dtype in (torch.float32, torch.float64) else torch.float32
-    out = {}
-    for name, shape in zip(layout.names, layout.shapes):
-        theta = params[name]
-        if len(shape) < 2 or (conv_only and len(shape) != 4):
-            out[name] = theta
-            continue
-        d = torch.randn(shape, generator=generator, dtype=draw_dtype).to(device=flat.device, dtype=flat.dtype)
-        view = (-1,) + (1,) * (len(shape) - 1)
-        d_norm = d.reshape(shape[0], -1).norm(dim=1).view(view)
-        theta_norm = theta.reshape(shape[0], -1).norm(dim=1).view(view)
-        out[name] = theta + alpha * d / d_norm * theta_norm
-    return layout.flatten(out)
 
 
 # --------------------------------------------------------------------------- initialisation

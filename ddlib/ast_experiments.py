@@ -5,9 +5,12 @@ Alignment with Smooth and High-Quality Expert Trajectories". This module names t
 paper's expert variants (Tables 1 and 6, Fig. 4) and ablation rows (Tables 2 and 7) with
 the method names of ``resources/paper_results.csv``, runs one trajectory-matching
 distillation with a checkpoint and a cached final evaluation (:func:`distill`), times
-distillation iterations (Table 8), selects the initial images of Fig. 6, records figure
-series in one write (:func:`record_series`) and lays our records beside the published
-numbers (:func:`beside_paper`).
+distillation iterations (Table 8) and selects the initial images of Fig. 6. The reporting
+helpers (:func:`~ddlib.ast_reporting.record_series`, :func:`~ddlib.ast_reporting.beside_paper`, ...) live in :mod:`ddlib.ast_reporting`
+and are re-exported here.
+
+Where the AST paper and its authors' code disagree, the helpers take ``preset`` /
+``variant`` = ``"code"`` (the default, the book's main rows) or ``"paper"``.
 """
 from __future__ import annotations
 
@@ -16,39 +19,38 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .ast_components import SmoothExpertLoss, average_variation, class_features, representative_init, step_sizes
+from .ast_components import class_features, representative_init
+from .ast_experts import (EXPERT_VARIANTS, VariantLoss, _check_preset, expert_input_gradient_norms,
+                          expert_network, expert_summary, expert_variant, first_experts, input_gradient_norm,
+                          trajectory_curves)
+from .ast_reporting import (beside_paper, best_so_far, coefficient_of_variation, first_reaching, record_series,
+                            relative_jitter, settings_table)
 from .coresets import forgetting_counts, select_most_forgotten
 from .data.dataset import ImageDataset
 from .data.zca import ZCA
 from .distill_loop import DistillResult, run_distillation
 from .evaluation import EvalConfig, evaluate_synthetic
-from .experiments import SCALES, Recorder, ScaleSettings, cached_experts
-from .experts import ZCA_REGULARIZATION, ExpertConfig, build_expert_model
-from .functional import load_flat_params
+from .fileio import read_json, write_json
+from .experiments import ScaleSettings, cached_experts
+from .experts import ZCA_REGULARIZATION, build_expert_model
 from .mtt import MTTConfig, TrajectoryMatching
-from .results import Record, append_records, collect_provenance, paper_results
 from .runtime import derive_seed, make_generator
 from .synthetic import SyntheticSet
-from .train import LossHook, cross_entropy_hook
 from .trajectory_store import TrajectoryStore
 
 __all__ = [
-    "EXPERT_VARIANTS", "TABLE1_NAMES", "TABLE6_NAMES", "TABLE2_ROWS", "ABLATION_STEPS", "expert_variant",
-    "ast_changes", "cumulative_ablation", "first_experts", "expert_summary", "input_gradient_norm",
-    "trajectory_curves", "fit_zca", "expert_network", "RunOutcome", "run_key", "display_images", "distill",
+    "EXPERT_VARIANTS", "TABLE1_NAMES", "TABLE6_NAMES", "TABLE2_ROWS", "ABLATION_STEPS", "ast_changes",
+    "cumulative_ablation", "fit_zca", "RunOutcome", "run_key", "display_images", "distill",
     "IMAGENET_SUBSETS", "imagenet_subset_config", "run_subset", "seconds_per_iteration", "forgetting_sets",
-    "init_picks", "coverage_distance", "pca_2d", "best_so_far", "first_reaching", "coefficient_of_variation",
-    "relative_jitter", "record_series", "beside_paper", "settings_table",
+    "init_picks", "coverage_distance", "pca_2d",
 ]
 
-#: Expert-training variants: Table 1's optimizers and Table 6's smoothness ablation.
-EXPERT_VARIANTS = ("SGD", "SGD+momentum", "Adam", "momentum+GP", "momentum+GP+clip")
 #: Method names of the paper's Table 1 rows (paper_results.csv).
 TABLE1_NAMES = {"SGD": "expert optimizer: SGD", "SGD+momentum": "expert optimizer: SGD+momentum",
                 "Adam": "expert optimizer: Adam"}
@@ -59,50 +61,36 @@ TABLE6_NAMES = {"SGD": "expert: none", "SGD+momentum": "expert: momentum", "Adam
 TABLE2_ROWS = {"init=random; start epoch=random": {},
                "init=representative; start epoch=random": {"init": "representative"},
                "init=random; start epoch=balanced": {"balanced_inner_loss": True}}
-#: Table 7, cumulative: row name -> the component it adds (all on the smooth experts).
-ABLATION_STEPS = (("base (smooth experts)", {}), ("+ representative init", {"init": "representative"}),
-                  ("+ balanced inner-loop loss", {"balanced_inner_loss": True}),
-                  ("+ intermediate matching loss", {"intermediate_matching": True}),
-                  ("+ weight perturbation", {"weight_perturbation": 0.1}))
+#: Table 7, cumulative, per variant: row name -> the MTTConfig changes it adds (all on the smooth experts).
+#: ``"code"``: the authors' code has no switch for its momentum-0.9 student, so it is in the base row; its
+#: representative init clusters the expert's logits, its balanced loss uses log base 5 and its perturbation
+#: the code's formula. ``"paper"``: penultimate features, Eq. 2 with the natural log, Eq. 5 with alpha 0.1, a
+#: plain SGD student. The last row equals ``MTTConfig.with_ast(variant)``.
+ABLATION_STEPS = {
+    "code": (("base (smooth experts)", {"inner_momentum": 0.9}),
+             ("+ representative init", {"init": "representative", "representative_features": "logits"}),
+             ("+ balanced inner-loop loss", {"balanced_inner_loss": True, "balance_log_base": 5.0}),
+             ("+ intermediate matching loss", {"intermediate_matching": True}),
+             ("+ weight perturbation", {"perturbation": "code"})),
+    "paper": (("base (smooth experts)", {}), ("+ representative init", {"init": "representative"}),
+              ("+ balanced inner-loop loss", {"balanced_inner_loss": True}),
+              ("+ intermediate matching loss", {"intermediate_matching": True}),
+              ("+ weight perturbation", {"perturbation": "paper"})),
+}
 
 
-def expert_variant(settings: ScaleSettings, name: str, *, zca: bool = False) -> tuple[ExpertConfig, LossHook]:
-    """Expert config and loss hook of variant ``name`` (one of ``EXPERT_VARIANTS``).
-
-    ``SGD`` is MTT's expert (``settings.expert_config("mtt")``, shared with the other
-    chapters). The others use AST's schedule (SGD momentum 0.9, lr 0.01 halved half-way):
-    ``SGD+momentum`` with plain cross-entropy; ``Adam`` the same schedule with Adam at the
-    same lr 0.01 (the paper does not state Adam's lr); ``momentum+GP`` adds the gradient
-    penalty of Eq. 1; ``momentum+GP+clip`` is AST's smooth expert (penalty and clipped loss,
-    :class:`~ddlib.ast_components.SmoothExpertLoss` with the paper's defaults).
-    """
-    if name not in EXPERT_VARIANTS:
-        raise ValueError(f"expert variant {name!r}: expected one of {EXPERT_VARIANTS}")
-    if name == "SGD":
-        return settings.expert_config("mtt", zca=zca), cross_entropy_hook
-    config = settings.expert_config("ast", zca=zca)
-    if name == "Adam":
-        config = config.replace(optimizer=config.optimizer.replace(kind="adam"))
-    hooks = {"SGD+momentum": cross_entropy_hook, "Adam": cross_entropy_hook,
-             "momentum+GP": SmoothExpertLoss(use_clip=False), "momentum+GP+clip": SmoothExpertLoss()}
-    return config, hooks[name]
+def ast_changes(ipc: int, variant: Literal["code", "paper"] = "code") -> dict[str, Any]:
+    """MTTConfig changes of the full AST method at ``ipc`` (as :meth:`ddlib.mtt.MTTConfig.with_ast` of
+    ``variant``), with the paper's IPC-50 representative initialisation (10 clusters x 5 nearest, Sec. 4.1)."""
+    return cumulative_ablation(ipc, variant)["+ weight perturbation"]
 
 
-def ast_changes(ipc: int) -> dict[str, Any]:
-    """MTTConfig changes of the full AST method at ``ipc`` (as :meth:`ddlib.mtt.MTTConfig.with_ast`), with
-    the paper's IPC-50 representative initialisation (10 clusters x 5 nearest, Sec. 4.1)."""
-    changes: dict[str, Any] = {}
-    for _, step in ABLATION_STEPS:
-        changes.update(step)
-    if ipc == 50:
-        changes["representative_clusters"] = 10
-    return changes
-
-
-def cumulative_ablation(ipc: int) -> dict[str, dict[str, Any]]:
-    """Table 7's rows -> cumulative MTTConfig changes; the last row equals :func:`ast_changes`."""
+def cumulative_ablation(ipc: int, variant: Literal["code", "paper"] = "code") -> dict[str, dict[str, Any]]:
+    """Table 7's rows -> cumulative MTTConfig changes of ``variant`` (:data:`ABLATION_STEPS`); the last
+    row equals :func:`ast_changes`."""
+    _check_preset(variant, "variant")
     rows, changes = {}, {}
-    for name, step in ABLATION_STEPS:
+    for name, step in ABLATION_STEPS[variant]:
         changes = {**changes, **step}
         if changes.get("init") == "representative" and ipc == 50:
             changes["representative_clusters"] = 10
@@ -110,55 +98,9 @@ def cumulative_ablation(ipc: int) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def first_experts(store: TrajectoryStore, n: int) -> TrajectoryStore:
-    """The same store restricted to its first ``n`` experts, as a :class:`TrajectoryStore`.
-
-    :func:`~ddlib.experiments.cached_experts` returns ``n`` experts, but as a ``FirstExperts`` view
-    (``len`` and ``trajectory`` only) when another chapter extended the shared store; this store
-    also iterates, and its ``manifest`` and ``nbytes`` cover just the ``n`` experts.
-    """
-    if len(store) < n:
-        raise ValueError(f"the store {str(store.root)!r} holds {len(store)} experts; {n} were requested")
-    return TrajectoryStore(store.root, {**store.manifest, "experts": store.manifest["experts"][:n]},
-                           verify=store.verify)
-
-
-def expert_summary(store: TrajectoryStore) -> dict[str, float]:
-    """``avg_var`` (AST's Avg Var, mean over experts of mean_t ||theta_t - theta_{t+1}||^2) and the
-    experts' final test accuracy (``expert_acc``, percent, mean and std over experts)."""
-    variations = [average_variation(trajectory.snapshots) for trajectory in store]
-    finals = [100 * float(e["test_accuracy"][-1]) for e in store.experts]
-    return {"avg_var": float(np.mean(variations)), "expert_acc": float(np.mean(finals)),
-            "expert_acc_std": float(np.std(finals))}
-
-
-def input_gradient_norm(net: nn.Module, images: torch.Tensor) -> float:
-    """Mean over ``images`` ``(N, C, H, W)`` of ``||d sum(net(x)) / d x||_2``: the quantity AST's gradient
-    penalty (Eq. 1) pulls towards ``K`` from either side (so it only smooths an expert whose norm exceeds K)."""
-    inputs = images.detach().clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(net(inputs).sum(), inputs)
-    return float(grad.flatten(1).norm(dim=1).mean())
-
-
-def trajectory_curves(store: TrajectoryStore) -> dict[str, np.ndarray]:
-    """Fig. 4's curves, averaged over experts: ``epoch`` (1..E), ``step_size``
-    ``||theta_{t-1} - theta_t||^2`` ending at that epoch and ``test_acc`` (percent) after it."""
-    steps = np.mean([step_sizes(trajectory.snapshots).numpy() for trajectory in store], axis=0)
-    accuracy = 100 * np.mean([e["test_accuracy"] for e in store.experts], axis=0)
-    return {"epoch": np.arange(1, len(steps) + 1), "step_size": steps, "test_acc": accuracy}
-
-
 def fit_zca(data: ImageDataset) -> ZCA:
     """The ZCA whitening the experts use (fit on the training split, regularisation 0.1 as in MTT)."""
     return ZCA.fit(data.images_train, regularization=ZCA_REGULARIZATION)
-
-
-def expert_network(store: TrajectoryStore, data: ImageDataset, k: int = 0) -> nn.Module:
-    """A network holding expert ``k``'s final parameters, on the data's device (herding, Fig. 6)."""
-    trajectory = store.trajectory(k)
-    net = build_expert_model(data, store.config).to(data.images_train.device)
-    load_flat_params(net, trajectory.snapshot(trajectory.num_epochs).to(data.images_train.device))
-    return net
 
 
 def run_key(*values: Any) -> str:
@@ -213,11 +155,12 @@ def distill(data: ImageDataset, store: TrajectoryStore, config: MTTConfig, seed:
                               eval_every=eval_every, progress=False, desc=name)
     final = next((e for e in result.evaluations if e["iteration"] == result.iterations_done), None)
     cache = checkpoint.with_suffix(".eval.json")
-    if final is None and cache.exists() and json.loads(cache.read_text())["iteration"] == result.iterations_done:
-        final = json.loads(cache.read_text())
+    if final is None and cache.exists():  # an empty or damaged cache is recomputed (with a warning)
+        cached = read_json(cache, "evaluation cache", on_corrupt="recompute")
+        final = cached if isinstance(cached, dict) and cached.get("iteration") == result.iterations_done else None
     if final is None:
         final = {"iteration": result.iterations_done, **evaluate(result.synthetic, result.iterations_done)}
-        cache.write_text(json.dumps(final))
+        write_json(cache, final)
     return RunOutcome(result, final, config, store.root.name)
 
 
@@ -226,21 +169,30 @@ IMAGENET_SUBSETS = ("imagenette", "imagewoof", "imagefruit", "imagemeow")
 
 
 def imagenet_subset_config(ipc: int, iterations: int) -> MTTConfig:
-    """MTT settings for the ImageNet subsets as we read MTT's appendix (syn_steps 20, expert_epochs 2,
-    max_start_epoch 2 / 10, lr_img 1e4, lr_lr 1e-4, lr_teacher 0.01, no ZCA). NOT in FACTS.md: unverified."""
+    """MTT settings for the ImageNet subsets (128x128, no ZCA) at ``ipc``.
+
+    * IPC 1: MTT's own readme row (FACTS.md table): syn_steps 20, expert_epochs 2,
+      max_start_epoch 10, lr_img 1000, lr_lr 1e-6, lr_teacher 0.01, all images per inner step.
+      The network is ConvNetD5, which :func:`~ddlib.experts.build_expert_model` picks for
+      128x128 images (depth ``None`` -> :func:`~ddlib.models.default_depth`).
+    * IPC 10: NOT in FACTS.md (no readme row); our unverified reading of MTT's appendix:
+      syn_steps 20, expert_epochs 2, max_start_epoch 10, lr_img 1e4, lr_lr 1e-4, lr_teacher 0.01.
+    """
     if ipc not in (1, 10):
         raise ValueError(f"ipc={ipc}: the paper's Table 5 has IPC 1 and 10 only")
-    return MTTConfig(ipc=ipc, iterations=iterations, syn_steps=20, expert_epochs=2,
-                     max_start_epoch=2 if ipc == 1 else 10, lr_img=1e4, lr_lr=1e-4, lr_teacher=0.01, zca=False)
+    lr_img, lr_lr = (1000.0, 1e-6) if ipc == 1 else (1e4, 1e-4)
+    return MTTConfig(ipc=ipc, iterations=iterations, syn_steps=20, expert_epochs=2, max_start_epoch=10,
+                     lr_img=lr_img, lr_lr=lr_lr, lr_teacher=0.01, batch_syn=None, zca=False)
 
 
 def run_subset(data: ImageDataset, settings: ScaleSettings, ipc: int, seed: int, *, artifacts_dir: str | Path,
-               eval_config: EvalConfig, folder: str | Path,
-               device: str | torch.device = "cpu") -> dict[str, RunOutcome]:
-    """Table 5 on one ImageNet subset at ``ipc``: MTT (SGD experts) and AST (smooth experts, all components)."""
+               eval_config: EvalConfig, folder: str | Path, device: str | torch.device = "cpu",
+               preset: Literal["code", "paper"] = "code") -> dict[str, RunOutcome]:
+    """Table 5 on one ImageNet subset at ``ipc``: MTT (SGD experts) and AST (smooth experts, all components),
+    AST's experts and distiller as ``preset`` has them (:func:`~ddlib.ast_experts.expert_variant`, :func:`ast_changes`)."""
     outcomes = {}
-    for method, variant, changes in (("MTT", "SGD", {}), ("AST", "momentum+GP+clip", ast_changes(ipc))):
-        expert_config, hook = expert_variant(settings, variant)
+    for method, variant, changes in (("MTT", "SGD", {}), ("AST", "momentum+GP+clip", ast_changes(ipc, preset))):
+        expert_config, hook = expert_variant(settings, variant, preset=preset)
         store = cached_experts(artifacts_dir, data, expert_config, settings.num_experts, seed, loss_hook=hook,
                                device=device, progress=False)
         config = imagenet_subset_config(ipc, settings.iterations).replace(**changes)
@@ -311,102 +263,3 @@ def pca_2d(features: torch.Tensor) -> np.ndarray:
     from sklearn.decomposition import PCA
 
     return PCA(n_components=2, svd_solver="full").fit_transform(features.to(torch.float64).numpy())
-
-
-def best_so_far(evaluations: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[float]]:
-    """Fig. 7's curve: iterations and the best mean last-epoch accuracy (percent) reached so far."""
-    iterations = [int(e["iteration"]) for e in evaluations]
-    best = np.maximum.accumulate([100 * float(e["last_mean"]) for e in evaluations])
-    return iterations, [float(b) for b in best]
-
-
-def first_reaching(iterations: Sequence[int], values: Sequence[float], level: float) -> int | None:
-    """The first iteration whose value is at least ``level``, or ``None``."""
-    return next((int(i) for i, v in zip(iterations, values) if v >= level), None)
-
-
-def coefficient_of_variation(values: Sequence[float]) -> float:
-    """``std / mean`` of ``values`` (Fig. 2: how much the inner-loop loss fluctuates)."""
-    values = np.asarray(values, dtype=np.float64)
-    return float(values.std() / abs(values.mean()))
-
-
-def relative_jitter(values: Sequence[float]) -> float:
-    """Std of successive differences over the mean magnitude (Fig. 9: syn_lr fluctuation).
-    ``nan`` values (a collapsed run) make the result ``inf``."""
-    values = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(values).all():
-        return float("inf")
-    return float(np.diff(values).std() / np.abs(values).mean()) if len(values) > 1 else 0.0
-
-
-def record_series(recorder: Recorder, experiment: str, method: str, metric: str, xs: Iterable[Any],
-                  ys: Iterable[float], *, x_name: str, ipc: int | None = None, seed: int = 0,
-                  config: Mapping[str, Any] | None = None, wall_time_s: float = 0.0) -> list[float]:
-    """Record a figure's series (``x_name`` goes into each record's config) in ONE write, with one
-    provenance; returns the values recorded. :meth:`ddlib.experiments.Recorder.add` rewrites the file per number."""
-    provenance = collect_provenance(recorder.device, wall_time_s)
-    records = [Record(paper=recorder.paper, experiment=experiment, method=method, dataset=recorder.dataset,
-                      ipc=ipc, arch="ConvNet", seed=seed, metric=metric, value=float(y), scale=recorder.scale,
-                      config={**dict(config or {}), x_name: x}, provenance=provenance) for x, y in zip(xs, ys)]
-    append_records(recorder.path, records)
-    return [r.value for r in records]
-
-
-def _text(value: Any) -> str:
-    """Key as text: 10.0 -> "10" (pandas turns int columns with gaps into floats)."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _mean_std(values) -> str:
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) == 0:
-        return ""
-    return f"{values.mean():.4g}" if len(values) == 1 else f"{values.mean():.4g} ± {values.std():.2g}"
-
-
-def beside_paper(ours, experiment: str, metrics: Sequence[str], keys: Sequence[str] = ("method",),
-                 paper: str = "AST"):
-    """Our records (mean ± std over records) beside the published cells of ``experiment``.
-
-    Rows are the ``keys`` groups of ``ours`` (a :func:`~ddlib.results.read_records` frame); a
-    published cell matches on every key that is a column of the results file (method, arch, ipc).
-    Columns: the keys, ``ours: <metric>`` per metric, ``n``, ``scale``, ``dataset``, then
-    ``paper <dataset>: <metric>`` for every published data set ("" where the paper has no cell).
-    """
-    import pandas as pd
-
-    published = paper_results()
-    published = published[(published["paper"] == paper) & (published["table"] == experiment)]
-    rows = []
-    for key, group in ours.groupby(list(keys), sort=False, dropna=False):
-        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
-        for metric in metrics:
-            row[f"ours: {metric}"] = _mean_std(group.loc[group["metric"] == metric, "value"])
-        row.update(n=int((group["metric"] == metrics[0]).sum()), scale=", ".join(sorted(group["scale"].unique())),
-                   dataset=", ".join(sorted(group["dataset"].unique())))
-        for name, cells in published.groupby("dataset", sort=False):
-            for k in (k for k in keys if k in ("method", "arch", "ipc")):
-                cells = cells[cells[k].astype(str) == _text(row[k])]
-            for metric in metrics:
-                cell = cells[cells["metric"] == metric]
-                row[f"paper {name}: {metric}"] = "" if cell.empty else f"{cell['value'].iloc[0]:g}" + (
-                    f" ± {cell['std'].iloc[0]:g}" if pd.notna(cell["std"].iloc[0]) else "")
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def settings_table(settings: ScaleSettings, extra: Mapping[str, tuple[Any, Any]] | None = None):
-    """Every setting of this run beside the paper scale's, with a ``shrunk`` flag.
-
-    ``extra`` adds rows ``name -> (this run, paper)`` (e.g. the chapter's own choices).
-    """
-    import pandas as pd
-
-    paper = SCALES["paper"]
-    rows = [(f.name, getattr(settings, f.name), getattr(paper, f.name)) for f in dataclasses.fields(settings)]
-    rows += [(name, ours, theirs) for name, (ours, theirs) in (extra or {}).items()]
-    return pd.DataFrame([{"setting": name, "this run": str(ours), "paper": str(theirs),
-                          "changed": "yes" if str(ours) != str(theirs) else ""} for name, ours, theirs in rows])

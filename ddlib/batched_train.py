@@ -14,7 +14,10 @@ floating-point rounding (the batched convolutions sum in another order):
   ``augment(batch, generator)`` per mini-batch), so every generator yields the same
   sequence as in a sequential run;
 * :class:`StackedSGD` is PyTorch's ``SGD`` (momentum, weight decay, no dampening or
-  Nesterov) applied to the stacked tensors, with ``MultiStepLR``'s per-epoch decay.
+  Nesterov) applied to the stacked tensors, with ``MultiStepLR``'s per-epoch decay, or
+  :class:`ddlib.train.ScheduledOptimizer`'s rebuild at milestones (AST's evaluation);
+* with a ``mix`` (TGDD's CutMix) each network mixes its own batch from its own generator
+  and the loss is ``lam * CE(a) + (1 - lam) * CE(b)`` with that network's ``lam``.
 
 Only networks whose forward pass is a pure function of parameters and input can be
 stacked: modules with buffers (batch norm running statistics), batch norm itself, dropout
@@ -117,7 +120,10 @@ class StackedSGD:
     Per tensor, as ``torch.optim.SGD`` (no dampening, no Nesterov): ``d = g + wd * p``;
     ``buf = d`` at the first step, then ``buf = momentum * buf + d``; ``p -= lr * buf``.
     :meth:`epoch_done` is ``MultiStepLR.step()``: after finished epoch ``e`` listed ``k``
-    times in ``milestones``, ``lr *= lr_factor ** k``.
+    times in ``milestones``, ``lr *= lr_factor ** k``. With ``restart_at_milestones`` it is
+    :class:`ddlib.train.ScheduledOptimizer`'s rebuild instead: at a milestone the momentum
+    buffers are dropped, the lr becomes ``config.lr_after(e)`` and the momentum
+    ``momentum_after_restart`` (when set).
 
     Parameters
     ----------
@@ -130,7 +136,7 @@ class StackedSGD:
     def __init__(self, params: dict[str, Tensor], config: OptimizerConfig) -> None:
         if config.kind not in ("sgd", "momentum"):
             raise ValueError(f"StackedSGD supports kind 'sgd' or 'momentum'; got {config.kind!r}")
-        self.params = params
+        self.params, self.config = params, config
         self.momentum = config.momentum if config.kind == "momentum" else 0.0
         self.weight_decay = config.weight_decay
         self.gamma = config.lr_factor
@@ -138,7 +144,7 @@ class StackedSGD:
         self.buffers: dict[str, Tensor] = {}
         self.epochs_done = 0
         self.lr = float(config.lr)
-        if 0 in self.milestones:  # MultiStepLR's construction step sees epoch 0
+        if 0 in self.milestones and not config.restart_at_milestones:  # MultiStepLR's construction step
             self.lr = self.lr * self.gamma ** self.milestones[0]
 
     @torch.no_grad()
@@ -158,9 +164,16 @@ class StackedSGD:
             p.add_(d, alpha=-self.lr)
 
     def epoch_done(self) -> None:
-        """Advance the multi-step schedule by one epoch (``MultiStepLR.step()``)."""
+        """Advance the schedule by one epoch (``MultiStepLR.step()``, or the rebuild at a milestone)."""
         self.epochs_done += 1
-        if self.epochs_done in self.milestones:
+        if self.epochs_done not in self.milestones:
+            return
+        if self.config.restart_at_milestones:  # as ScheduledOptimizer: a fresh SGD, momentum buffers at zero
+            self.buffers.clear()
+            self.lr = self.config.lr_after(self.epochs_done)
+            if self.config.momentum_after_restart is not None:
+                self.momentum = self.config.momentum_after_restart
+        else:
             self.lr = self.lr * self.gamma ** self.milestones[self.epochs_done]
 
 
@@ -169,6 +182,16 @@ def _grad_fn(module: nn.Module) -> Callable[[dict[str, Tensor], Tensor, Tensor],
 
     def loss(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(functional_call(module, params, (x,)), y)
+
+    return vmap(grad_and_value(loss))
+
+
+def _mixed_grad_fn(module: nn.Module) -> Callable[..., tuple[dict[str, Tensor], Tensor]]:
+    """``(params, x, y_a (R, B), y_b (R, B), lam (R,)) -> (grads, losses)`` of the CutMix loss."""
+
+    def loss(params: dict[str, Tensor], x: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor) -> Tensor:
+        logits = functional_call(module, params, (x,))
+        return lam * F.cross_entropy(logits, y_a) + (1.0 - lam) * F.cross_entropy(logits, y_b)
 
     return vmap(grad_and_value(loss))
 
@@ -184,6 +207,7 @@ def batched_train_epoch(
     generators: Sequence[torch.Generator],
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     epoch: int = 0,
+    mix: Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor, Tensor, float]] | None = None,
 ) -> list[float]:
     """Train ``R`` stacked networks for one epoch, each as :func:`ddlib.train.train_epoch` would.
 
@@ -210,6 +234,9 @@ def batched_train_epoch(
         ``augment(batch, generator) -> batch`` (per-sample DSA), or ``None``.
     epoch : int
         Zero-based epoch, for error messages.
+    mix : callable, optional
+        ``mix(batch, labels, generator) -> (images, labels_a, labels_b, lam)`` after the
+        augmentation, per network (see :func:`ddlib.train.train_epoch`).
 
     Returns
     -------
@@ -226,17 +253,26 @@ def batched_train_epoch(
     if rows != {num}:
         raise ValueError(f"{len(generators)} generators for stacked parameters with {sorted(rows)} rows")
     module.train()
-    step = _grad_fn(module)
+    step = _grad_fn(module) if mix is None else _mixed_grad_fn(module)
     orders = [torch.randperm(len(images), generator=g).to(images.device) for g in generators]
     totals, count = [0.0] * num, 0
     for start in range(0, len(images), batch_size):
-        batches, targets = [], []
+        batches, targets, targets_b, lams = [], [], [], []
         for order, generator in zip(orders, generators):
             index = order[start : start + batch_size]
-            raw = images[index]
-            batches.append(augment(raw, generator) if augment is not None else raw)
-            targets.append(labels[index])
-        grads, losses = step(params, torch.stack(batches), torch.stack(targets))
+            raw, target = images[index], labels[index]
+            batch = augment(raw, generator) if augment is not None else raw
+            if mix is not None:  # same draws, same order as train_epoch
+                batch, target, target_b, lam = mix(batch, target, generator)
+                targets_b.append(target_b)
+                lams.append(lam)
+            batches.append(batch)
+            targets.append(target)
+        if mix is None:
+            grads, losses = step(params, torch.stack(batches), torch.stack(targets))
+        else:
+            lam = torch.tensor(lams, dtype=images.dtype, device=images.device)
+            grads, losses = step(params, torch.stack(batches), torch.stack(targets), torch.stack(targets_b), lam)
         values = losses.tolist()
         bad = [r for r, v in enumerate(values) if not math.isfinite(v)]
         if bad:

@@ -9,7 +9,8 @@ two end models and the ``(K + 1, L)`` table are kept; real-valued epochs interpo
 table linearly, which is what MCT's continuous sampling needs.
 
 The authors' code stores ``n`` waypoints by default (``num_interpolation = 4``) and
-interpolates piecewise; :class:`ConvexifiedTrajectory` supports both. One table
+interpolates piecewise; :class:`ConvexifiedTrajectory` supports both. Which models are
+stored and how they are smoothed (paper vs code) lives in :mod:`ddlib.waypoints`. One table
 represents any ``n``: ``table[t, l] = s + share`` where ``s`` is the segment holding epoch
 ``t`` and ``share`` in ``[0, 1]`` is layer ``l``'s path-length share *within* that segment
 (the authors' choice: each segment is convexified on its own). ``table`` runs from 0 at
@@ -34,7 +35,7 @@ from .config import Config
 from .experts import ExpertConfig
 from .functional import ParamLayout
 from .models import build_model
-from .fileio import TMP_PREFIX as _TMP_PREFIX
+from .locks import clean_stale_temporaries
 from .fileio import atomic_write as _atomic_write
 from .fileio import json_normalise as _json_normalise
 from .fileio import ExpertFileStore, read_json_manifest
@@ -42,6 +43,7 @@ from .fileio import torch_bytes as _torch_bytes
 from .trajectory_store import (
     MANIFEST_NAME, TrajectoryStore, _differences,
 )
+from .waypoints import smoothed_waypoints, waypoint_epochs
 
 __all__ = [
     "ConvexifyOptions", "ConvexifiedTrajectory", "ConvexifiedStore", "convexify_store", "waypoint_epochs",
@@ -59,54 +61,27 @@ class ConvexifyOptions(Config):
 
     Attributes
     ----------
-    smooth_end : bool
-        Store ``mean(theta_{K-1}, theta_K)`` as the end point (MCT); ``False`` keeps ``theta_K``.
+    smoothing : {"code", "paper", "none"}
+        How the stored models are smoothed (:func:`ddlib.waypoints.smoothed_waypoints`).
+        ``"code"`` (default, the authors' ``trajectory_compression.py``): nothing with 2
+        models; interior waypoints and the end point with more. ``"paper"``: the end point
+        ``mean(theta_{K-1}, theta_K)`` only. ``"none"``: the SGD snapshots.
     lambda_mode : {"path", "uniform"}
         Per-layer cumulative path-length share (MCT) or ``t / K`` (ablation).
     waypoints : int
         Stored models ``n >= 2`` (paper: 2; authors' code default: 4).
     waypoint_rule : {"authors", "even"}
         Epochs of the waypoints, see :func:`waypoint_epochs`.
-    smooth_waypoints : bool
-        Replace each interior waypoint by the mean of its two neighbouring snapshots, as the
-        authors' ``trajectory_compression.py`` does (off by default).
     """
 
-    smooth_end: bool = True
+    smoothing: Literal["code", "paper", "none"] = "code"
     lambda_mode: Literal["path", "uniform"] = "path"
     waypoints: int = 2
     waypoint_rule: Literal["authors", "even"] = "authors"
-    smooth_waypoints: bool = False
 
     def validate(self) -> None:
         if self.waypoints < 2:
             raise ValueError(f"waypoints={self.waypoints}: expected >= 2 (start and end point)")
-
-
-def waypoint_epochs(num_epochs: int, waypoints: int, rule: str = "authors") -> tuple[int, ...]:
-    """Epochs at which the waypoint models are stored.
-
-    ``"authors"`` follows the authors' ``exps/trajectory_compression.py``: stride
-    ``(K + 1) // (n - 1)``, epochs ``0, stride, 2 stride, ... <= K``, plus ``K`` if missing
-    (``K = 50, n = 4``: 0, 17, 34, 50). For some ``(K, n)`` this gives more than ``n``
-    epochs (``K = 50, n = 5``: 0, 12, 24, 36, 48, 50). ``"even"`` gives exactly ``n``:
-    ``round(i K / (n - 1))`` with halves rounded up (``K = 50, n = 4``: 0, 17, 33, 50).
-    Returns a strictly increasing tuple from 0 to ``num_epochs``.
-    """
-    K, n = int(num_epochs), int(waypoints)
-    if K < 1 or n < 2:
-        raise ValueError(f"num_epochs={num_epochs}, waypoints={waypoints}: expected >= 1 and >= 2")
-    if rule == "authors":
-        stride = (K + 1) // (n - 1)
-        if stride < 1:
-            raise ValueError(f"{n} waypoints need at least {n - 1} epochs under the authors' rule; got {K}")
-        epochs = list(range(0, K + 1, stride))
-        return tuple(epochs if epochs[-1] == K else epochs + [K])
-    if rule == "even":
-        if n - 1 > K:
-            raise ValueError(f"{n} distinct waypoints need at least {n - 1} epochs; got {K}")
-        return tuple((2 * i * K + n - 1) // (2 * (n - 1)) for i in range(n))
-    raise ValueError(f"waypoint rule {rule!r}: expected 'authors' or 'even'")
 
 
 @dataclasses.dataclass(eq=False)
@@ -116,8 +91,8 @@ class ConvexifiedTrajectory:
     Attributes
     ----------
     waypoints : Tensor
-        ``(n, P)`` models at :attr:`waypoint_epochs` (``0`` first, ``K`` last; the last one smoothed
-        when ``smooth_end``), in the source's storage dtype.
+        ``(n, P)`` models at :attr:`waypoint_epochs` (``0`` first, ``K`` last; smoothed as
+        :attr:`ConvexifyOptions.smoothing` says), in the source's storage dtype.
     waypoint_epochs : tuple of int
     table : Tensor
         ``(K + 1, L)`` float32 segment coordinate per integer epoch and layer, in ``[0, n - 1]``
@@ -146,9 +121,8 @@ class ConvexifiedTrajectory:
             raise ValueError(f"waypoint_epochs {self.waypoint_epochs} must increase strictly from 0 to {K}")
 
     @classmethod
-    def from_trajectory(cls, trajectory: Any, *, smooth_end: bool = True, lambda_mode: str = "path",
-                        waypoints: int = 2, waypoint_rule: str = "authors",
-                        smooth_waypoints: bool = False) -> "ConvexifiedTrajectory":
+    def from_trajectory(cls, trajectory: Any, *, smoothing: str = "code", lambda_mode: str = "path",
+                        waypoints: int = 2, waypoint_rule: str = "authors") -> "ConvexifiedTrajectory":
         """Convexify an SGD trajectory (anything with ``snapshots (K + 1, P)`` and ``layout``).
 
         The table is computed from the *unsmoothed* snapshots (as the authors do); only the
@@ -158,11 +132,11 @@ class ConvexifiedTrajectory:
         Parameters
         ----------
         trajectory : ddlib.experts.Trajectory
-        smooth_end, lambda_mode, waypoints, waypoint_rule, smooth_waypoints
+        smoothing, lambda_mode, waypoints, waypoint_rule
             See :class:`ConvexifyOptions`.
         """
-        opts = ConvexifyOptions(smooth_end=smooth_end, lambda_mode=lambda_mode, waypoints=waypoints,
-                                waypoint_rule=waypoint_rule, smooth_waypoints=smooth_waypoints)
+        opts = ConvexifyOptions(smoothing=smoothing, lambda_mode=lambda_mode, waypoints=waypoints,
+                                waypoint_rule=waypoint_rule)
         layout, snaps = trajectory.layout, trajectory.snapshots
         K = int(snaps.shape[0]) - 1
         if snaps.dim() != 2 or snaps.shape[1] != layout.numel or K < 1:
@@ -182,13 +156,8 @@ class ConvexifiedTrajectory:
                 share = torch.where(total > 0, cum / torch.where(total > 0, total, 1.0), uniform)
             table[a] = s
             table[a + 1: b + 1] = s + share
-        stored = full[list(epochs)].clone()
-        if opts.smooth_waypoints:
-            for i, e in enumerate(epochs[1:-1], 1):
-                stored[i] = (full[e - 1] + full[e + 1]) / 2
-        if opts.smooth_end:
-            stored[-1] = (full[K - 1] + full[K]) / 2
-        return cls(stored.to(snaps.dtype), epochs, table.to(torch.float32), layout,
+        stored = smoothed_waypoints(snaps, epochs, opts.smoothing)
+        return cls(stored, epochs, table.to(torch.float32), layout,
                    getattr(trajectory, "seed", None), opts.to_dict())
 
     @property
@@ -336,8 +305,7 @@ def convexify_store(store: TrajectoryStore, root: str | os.PathLike, **options: 
     if root.resolve() == Path(store.root).resolve():
         raise ValueError(f"the convexified store needs its own folder, not the source store's {str(root)!r}")
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(_TMP_PREFIX + "*"):  # left by a crash in the middle of a write
-        stale.unlink(missing_ok=True)
+    clean_stale_temporaries(root)  # left by a crash mid-write; never another live process's files
     header = _header(store, opts)
     if (root / MANIFEST_NAME).exists():
         manifest = _read_manifest(root)

@@ -37,7 +37,7 @@ from .compiled import maybe_compile
 from .config import Config
 from .data.augment import DSA
 from .data.dataset import ImageDataset
-from .distill_loop import NonFiniteLoss
+from .distill_loop import NonFiniteLoss, check_update, guard_bound
 from .functional import ParamLayout
 from .models import build_model
 from .runtime import derive_seed, make_generator, resolve_device
@@ -358,6 +358,7 @@ class DistributionMatching:
         self.images = images.to(self.device).requires_grad_(True)
         self.labels = labels.to(self.device)
         self.opt_img = torch.optim.SGD([self.images], lr=config.lr_img, momentum=0.5)
+        self.image_bound = guard_bound(data)  # the update guard (distill_loop.check_update)
 
     def syn_by_class(self) -> list[torch.Tensor]:
         """Views ``(ipc, C, H, W)`` of ``images``, one per class (differentiable)."""
@@ -377,6 +378,7 @@ class DistributionMatching:
         real, syn = augment_by_class(self.augment, real, self.syn_by_class(), self.generator)
         loss = dm_loss(self.embed, real, syn, real_chunk=self.real_chunk)
         image_step(self.images, self.opt_img, loss, f"DM (iteration {iteration})")
+        check_update(f"DM images (iteration {iteration})", self.images, self.image_bound)
         return {"loss": float(loss.detach()), "net_seed": net_seed}
 
     # -- Distiller protocol ----------------------------------------------------------------------

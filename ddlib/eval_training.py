@@ -16,7 +16,7 @@ from torch import nn
 
 from .batched_train import StackedSGD, batched_accuracy, batched_train_epoch, stack_params, unstack_params
 from .compiled import maybe_compile
-from .train import OptimizerConfig, accuracy, make_optimizer, make_scheduler, train_epoch
+from .train import OptimizerConfig, ScheduledOptimizer, accuracy, train_epoch
 
 if TYPE_CHECKING:  # evaluation imports this module; the config is only annotated here
     from .evaluation import EvalConfig
@@ -29,7 +29,7 @@ Accuracies = tuple[list[float], list[float], list[int]]
 def train_sequential(nets: list[nn.Module], images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
                      test_labels: torch.Tensor, generators: list[torch.Generator], *,
                      augment: Callable | None, opt_config: OptimizerConfig, config: "EvalConfig", test_points: set[int],
-                     device: torch.device, bar: Any) -> Accuracies:
+                     device: torch.device, bar: Any, mix: Callable | None = None) -> Accuracies:
     """The protocol's training loop, one network after another.
 
     Parameters
@@ -42,8 +42,9 @@ def train_sequential(nets: list[nn.Module], images: torch.Tensor, labels: torch.
     generators : list of torch.Generator
         One per network: its batches and augmentations.
     augment : callable or None
-        ``augment(batch, generator)`` (DSA).
+        ``augment(batch, generator)`` (DSA, or TGDD's per-sample DiffAug).
     opt_config : OptimizerConfig
+        Driven by :class:`ddlib.train.ScheduledOptimizer` (so AST's rebuild at the decay applies).
     config : EvalConfig
         Reads ``epochs``, ``batch_size`` and ``compile`` (each network's forward goes
         through ``torch.compile``; the compiled graphs are reused by the next network).
@@ -52,6 +53,9 @@ def train_sequential(nets: list[nn.Module], images: torch.Tensor, labels: torch.
     device : torch.device
     bar : tqdm
         Advanced by one per network and epoch.
+    mix : callable or None
+        ``mix(batch, labels, generator)`` after ``augment`` (TGDD's CutMix), see
+        :func:`ddlib.train.train_epoch`.
 
     Returns
     -------
@@ -61,13 +65,12 @@ def train_sequential(nets: list[nn.Module], images: torch.Tensor, labels: torch.
     last, best, best_epoch = [], [], []
     for run, (net, generator) in enumerate(zip(nets, generators)):
         model = maybe_compile(net, config.compile, device)
-        optimizer = make_optimizer(net.parameters(), opt_config)
-        scheduler = make_scheduler(optimizer, opt_config)
+        optimizer = ScheduledOptimizer(net.parameters(), opt_config)
         top, top_epoch = -1.0, 0
         for epoch in range(config.epochs):
-            loss = train_epoch(model, optimizer, images, labels, batch_size=config.batch_size,
-                               generator=generator, augment=augment, epoch=epoch)
-            scheduler.step()
+            loss = train_epoch(model, optimizer.optimizer, images, labels, batch_size=config.batch_size,
+                               generator=generator, augment=augment, epoch=epoch, mix=mix)
+            optimizer.epoch_done()  # may rebuild the optimizer (AST): read .optimizer afresh every epoch
             if epoch + 1 in test_points:
                 acc = accuracy(model, test_images, test_labels)
                 if acc > top:  # strict: the earliest epoch wins a tie
@@ -83,7 +86,7 @@ def train_sequential(nets: list[nn.Module], images: torch.Tensor, labels: torch.
 def train_batched(nets: list[nn.Module], images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
                   test_labels: torch.Tensor, generators: list[torch.Generator], *,
                   augment: Callable | None, opt_config: OptimizerConfig, config: "EvalConfig", test_points: set[int],
-                  device: torch.device, bar: Any) -> Accuracies:
+                  device: torch.device, bar: Any, mix: Callable | None = None) -> Accuracies:
     """The same loop for all ``nets`` at once (stacked parameters, see :mod:`ddlib.batched_train`).
 
     Takes the arguments of :func:`train_sequential` (``config.compile`` is not used) and
@@ -95,7 +98,7 @@ def train_batched(nets: list[nn.Module], images: torch.Tensor, labels: torch.Ten
     top, top_epoch, accs = [-1.0] * num, [0] * num, [0.0] * num
     for epoch in range(config.epochs):
         losses = batched_train_epoch(template, params, optimizer, images, labels, batch_size=config.batch_size,
-                                     generators=generators, augment=augment, epoch=epoch)
+                                     generators=generators, augment=augment, epoch=epoch, mix=mix)
         optimizer.epoch_done()
         if epoch + 1 in test_points:
             accs = batched_accuracy(template, params, test_images, test_labels)

@@ -1,19 +1,22 @@
 """The evaluation protocol: train fresh networks on a (synthetic) set, test on real data.
 
 Defaults follow MTT's ``evaluate_synset`` (Cazenavette et al., CVPR 2022), which DC,
-DSA, DM, AST, MCT and TGDD share: ``num_eval = 5`` ConvNets trained from scratch for
-1000 epochs with SGD (momentum 0.9, weight decay 5e-4, batch 256) and DSA augmentation,
-the learning rate being the set's learned ``syn_lr`` (0.01 when the method learns none)
-and multiplied by 0.1 halfway through. The reported number is mean +/- ``np.std``
-(population standard deviation, ``ddof=0``) of the final test accuracies.
+DSA, DM and MCT share: ``num_eval = 5`` ConvNets trained from scratch for 1000 epochs
+with SGD (momentum 0.9, weight decay 5e-4, batch 256) and DSA augmentation, the learning
+rate being the set's learned ``syn_lr`` (0.01 when the method learns none) and
+multiplied by 0.1 halfway through. The reported number is mean +/- ``np.std``
+(population standard deviation, ``ddof=0``) of the final test accuracies. AST's and
+TGDD's code evaluate differently (other schedules, best test point reported): their
+protocols are ``EvalConfig.preset("ast")`` and ``EvalConfig.preset("tgdd")``
+(:mod:`ddlib.eval_protocols`, which holds :class:`~ddlib.eval_protocols.EvalConfig` and
+:class:`~ddlib.eval_protocols.EvalResult`).
 
 Differences from the reference code, all deliberate:
 
 * MTT loops over ``Epoch + 1`` epochs and decays after epoch ``Epoch // 2 + 1`` by
   rebuilding the optimizer (dropping the momentum buffer); here ``epochs`` epochs are
   run, the decay is a ``MultiStepLR`` milestone at ``int(epochs * lr_decay_at)`` and
-  the momentum buffer is kept. AST halves the lr at epoch 500 instead: use
-  ``EvalConfig(lr_factor=0.5)``.
+  the momentum buffer is kept. The AST protocol does rebuild (``restart_at_decay``).
 * Each run's initialisation and data/augmentation stream come from seeds derived with
   :func:`~ddlib.runtime.derive_seed`, so results do not depend on the global RNG.
 * Besides the last-epoch accuracy, the best accuracy over the test points
@@ -35,181 +38,25 @@ Accuracies are fractions in ``[0, 1]``.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from .batched_train import batching_unsupported
 from .compiled import compiler_missing
-from .config import Config
 from .data.dataset import ImageDataset
+from .eval_protocols import DEFAULT_LR, PROTOCOLS, EvalConfig, EvalResult
 from .eval_training import train_batched, train_sequential
 from .runtime import derive_seed, make_generator, resolve_device
 from .synthetic import SyntheticSet
-from .train import OptimizerConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvalConfig", "EvalResult", "evaluate_synthetic", "evaluate_cross_arch", "evaluate_full_dataset"]
-
-# Learning rate when nothing is learned (DC/DM's lr_net and MTT's full-data experts).
-DEFAULT_LR = 0.01
-
-# Per scale: (epochs on a synthetic set, epochs on the full data set, num_eval).
-# "paper" is the published protocol; the full data set is trained for 50 epochs there
-# (MTT's expert length), a ddlib choice, as a 1000-epoch run on 50k images is impractical.
-_SCALES = {
-    "smoke": (20, 2, 2),
-    "mini": (300, 15, 3),
-    "paper": (1000, 50, 5),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalConfig(Config):
-    """Hyper-parameters of the evaluation protocol (defaults: MTT ``evaluate_synset``).
-
-    ``lr=None`` means the set's learned ``syn_lr`` (0.01 if it has none, and for
-    :func:`evaluate_full_dataset`). ``test_every=k > 0`` also tests every ``k`` epochs,
-    for the best-checkpoint accuracy; ``0`` tests only after the last epoch.
-    ``batched=True`` trains the ``num_eval`` networks together (same result up to
-    rounding; batch-norm models are trained one after another regardless); ``None``
-    (default) batches on CUDA and trains sequentially on CPU, where batching is slower.
-    ``compile=True`` trains each network through ``torch.compile`` (sequential training
-    only, so ``batched=None`` then means sequential; needs a C++ compiler on the CPU).
-    """
-
-    epochs: int = 1000  # MTT epoch_eval_train
-    lr: float | None = None
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_decay_at: float = 0.5  # fraction of epochs after which lr *= lr_factor
-    lr_factor: float = 0.1  # MTT: 0.1 at Epoch // 2; AST: 0.5 at 500
-    batch_size: int = 256
-    dsa: bool = True
-    num_eval: int = 5
-    test_every: int = 0
-    arch: str = "ConvNet"
-    width: int = 128
-    depth: int | None = None
-    norm: str = "instance"
-    batched: bool | None = None  # None: batched on CUDA, sequential on CPU (ddlib.batched_train)
-    compile: bool = False  # torch.compile each network (ddlib.compiled); sequential training only
-
-    def validate(self) -> None:
-        checks = {
-            "epochs": self.epochs >= 1,
-            "lr": self.lr is None or self.lr > 0,
-            "lr_decay_at": 0 < self.lr_decay_at <= 1,
-            "lr_factor": self.lr_factor > 0,
-            "batch_size": self.batch_size >= 1,
-            "num_eval": self.num_eval >= 1,
-            "test_every": self.test_every >= 0,
-            "width": self.width >= 1,
-        }
-        if self.compile and self.batched:
-            raise ValueError("EvalConfig(compile=True, batched=True): compile applies to sequential training; "
-                             "use batched=None or False with compile=True, or compile=False")
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(
-                f"EvalConfig out of range: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} "
-                "(need epochs>=1, lr>0 or None, 0<lr_decay_at<=1, lr_factor>0, batch_size>=1, "
-                "num_eval>=1, test_every>=0, width>=1)"
-            )
-
-    @property
-    def decay_epoch(self) -> int:
-        """Epoch (0-based count of finished epochs) at which the lr is multiplied by ``lr_factor``."""
-        return max(1, int(self.epochs * self.lr_decay_at))
-
-    @classmethod
-    def for_scale(cls, scale: str, *, full_dataset: bool = False, **overrides: Any) -> "EvalConfig":
-        """Protocol preset for a book scale.
-
-        Parameters
-        ----------
-        scale : {"smoke", "mini", "paper"}
-            ``smoke``: 20 epochs x 2 runs (seconds); ``mini``: 300 x 3; ``paper``: 1000 x 5.
-        full_dataset : bool
-            Preset for :func:`evaluate_full_dataset`: lr 0.01 and 2 / 15 / 50 epochs.
-        **overrides
-            Any field, e.g. ``epochs=50`` (unknown keys raise ``ValueError``).
-        """
-        if scale not in _SCALES:
-            raise ValueError(f"unknown scale {scale!r}; expected one of {list(_SCALES)}")
-        epochs_syn, epochs_full, num_eval = _SCALES[scale]
-        base = cls(epochs=epochs_full if full_dataset else epochs_syn, num_eval=num_eval,
-                   lr=DEFAULT_LR if full_dataset else None)
-        return base.replace(**overrides)
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalResult:
-    """Accuracies of the ``num_eval`` runs of one evaluation.
-
-    Attributes
-    ----------
-    last : tuple of float
-        Test accuracy after the last epoch, per run.
-    best : tuple of float
-        Best test accuracy over the test points, per run (``>= last``).
-    best_epoch : tuple of int
-        Number of finished epochs at which ``best`` was reached, per run.
-    seeds : tuple of int
-        Initialisation seed of each run.
-    arch : str
-    lr : float
-        Learning rate the runs started with.
-    epochs : int
-    """
-
-    last: tuple[float, ...]
-    best: tuple[float, ...]
-    best_epoch: tuple[int, ...]
-    seeds: tuple[int, ...]
-    arch: str
-    lr: float
-    epochs: int
-
-    @property
-    def num_eval(self) -> int:
-        return len(self.last)
-
-    # np.std with its default ddof=0 (population), as MTT reports it.
-    @property
-    def last_mean(self) -> float:
-        return float(np.mean(self.last))
-
-    @property
-    def last_std(self) -> float:
-        return float(np.std(self.last))
-
-    @property
-    def best_mean(self) -> float:
-        return float(np.mean(self.best))
-
-    @property
-    def best_std(self) -> float:
-        return float(np.std(self.best))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Flat, JSON-friendly record (one row of a results table)."""
-        return {
-            "arch": self.arch, "lr": self.lr, "epochs": self.epochs, "num_eval": self.num_eval,
-            "last_mean": self.last_mean, "last_std": self.last_std,
-            "best_mean": self.best_mean, "best_std": self.best_std,
-            "last": list(self.last), "best": list(self.best), "best_epoch": list(self.best_epoch),
-            "seeds": list(self.seeds),
-        }
-
-    def __str__(self) -> str:
-        return (f"{self.arch}: {100 * self.last_mean:.2f} +/- {100 * self.last_std:.2f} % "
-                f"(best {100 * self.best_mean:.2f} +/- {100 * self.best_std:.2f} %, {self.num_eval} runs)")
+# EvalConfig, EvalResult, DEFAULT_LR and PROTOCOLS are importable from here too; they are documented
+# (and listed in __all__) in ddlib.eval_protocols, so the API reference describes each once.
+__all__ = ["evaluate_synthetic", "evaluate_cross_arch", "evaluate_full_dataset"]
 
 
 def _build_net(config: EvalConfig, channel: int, num_classes: int, im_size: tuple[int, int], seed: int):
@@ -237,17 +84,15 @@ def _run_protocol(
     desc: str,
 ) -> EvalResult:
     """Train ``config.num_eval`` fresh networks on ``images`` and test them (shared by all entry points)."""
-    from .data.augment import DSA, DSAConfig
+    from .data.cutmix import training_augmentation
 
     if config.compile and (reason := compiler_missing(device)):
         raise ValueError(reason)
     channel, im_size = int(images.shape[1]), (int(images.shape[2]), int(images.shape[3]))
     images, labels = images.to(device), labels.to(device)
     test_images, test_labels = test_images.to(device), test_labels.to(device)
-    augment = DSA(DSAConfig()) if config.dsa else None
-    opt_config = OptimizerConfig(kind="momentum", lr=lr, momentum=config.momentum,
-                                 weight_decay=config.weight_decay, milestones=(config.decay_epoch,),
-                                 lr_factor=config.lr_factor)
+    augment, mix = training_augmentation(config.augmentation) if config.dsa else (None, None)
+    opt_config = config.optimizer_config(lr)
     runs = [(derive_seed(seed, "eval", run, "init"), derive_seed(seed, "eval", run, "data"))
             for run in range(config.num_eval)]
     # In the images' dtype (float32 for every ddlib set; float64 only in precision tests).
@@ -266,14 +111,15 @@ def _run_protocol(
     bar = tqdm(total=config.num_eval * config.epochs, desc=desc, disable=not progress, leave=False)
     try:
         last, best, best_epoch = train(nets, images, labels, test_images, test_labels,
-                                       [make_generator(data) for _, data in runs], augment=augment,
+                                       [make_generator(data) for _, data in runs], augment=augment, mix=mix,
                                        opt_config=opt_config, config=config, test_points=test_points,
                                        device=device, bar=bar)
     finally:
         bar.close()
     seeds = [init for init, _ in runs]
     return EvalResult(last=tuple(last), best=tuple(best), best_epoch=tuple(best_epoch), seeds=tuple(seeds),
-                      arch=config.arch, lr=float(lr), epochs=config.epochs)
+                      arch=config.arch, lr=float(lr), epochs=config.epochs, protocol=config.protocol,
+                      statistic=config.statistic)
 
 
 def _test_split(data: ImageDataset, zca) -> tuple[torch.Tensor, torch.Tensor]:

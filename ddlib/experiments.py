@@ -4,30 +4,35 @@ A notebook states *what* it measures; this module decides *how big* (one
 :class:`ScaleSettings` per scale, the only thing that changes between ``smoke``, ``mini``
 and ``paper``), caches expert trajectories under ``artifacts_dir`` keyed by their config so
 no two notebooks train the same experts, and writes every printed number as a
-:class:`~ddlib.results.Record` with its provenance.
+:class:`~ddlib.results.Record` with its provenance (:class:`~ddlib.recorder.Recorder`, re-exported here).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import time
+import logging
+import shutil
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import torch
 
 from .config import Config
 from .data import ImageDataset, load_dataset
-from .evaluation import EvalConfig
+from .eval_protocols import DEFAULT_LR, EvalConfig, protocol_epochs
 from .experts import ExpertConfig
 from .mtt import MTT_TABLE, MTTConfig
-from .results import Record, append_records, collect_provenance
+from .recorder import Recorder, claim_anchor, claim_text, record_claim  # noqa: F401 (re-exported here)
 from .train import LossHook, cross_entropy_hook
-from .trajectory_store import TrajectoryStore, describe_loss_hook, generate_experts
+from .trajectory_store import (TrajectoryStore, dataset_fingerprint, describe_loss_hook, generate_experts,
+                               store_differences)
 
-__all__ = ["ScaleSettings", "scale_settings", "load_scaled_dataset", "cached_experts", "Recorder", "subset_per_class",
-           "record_claim", "claim_text", "claim_anchor", "SCALES", "expert_network", "FirstExperts"]
+# Recorder, record_claim, claim_text and claim_anchor live in ddlib.recorder (imported above for older callers).
+__all__ = ["ScaleSettings", "scale_settings", "load_scaled_dataset", "cached_experts", "subset_per_class",
+           "SCALES", "expert_network", "FirstExperts"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +52,7 @@ class ScaleSettings(Config):
     expert_batch: int = 256
     ipcs: tuple[int, ...] = (1, 10, 50)
     iterations: int = 5000                 # distillation iterations (MTT: 5000)
+    ablation_iterations: int | None = None  # ablation rows' iterations; None: `iterations`
     syn_steps: int | None = None           # None: the MTT table (FACTS.md) per IPC
     expert_epochs: int | None = None       # M; None: the MTT table
     max_start_epoch: int | None = None     # None: the MTT table
@@ -56,14 +62,49 @@ class ScaleSettings(Config):
     lr_teacher: float | None = None
     eval_epochs: int = 1000                # MTT: 1000
     num_eval: int = 5                      # MTT: 5
+    seeds: tuple[int, ...] = (0, 1, 2)     # distillation seeds per compared setting (paired across methods)
     eval_every: int = 500                  # distillation iterations between evaluations
     dm_iterations: int = 20000             # DM: 20,000
     tgdd_iterations: int = 10000           # TGDD: 10,000
     tgdd_expert_epochs_total: int = 60     # TGDD: 60 low-res
 
-    def eval_config(self, **overrides: Any) -> EvalConfig:
-        """The evaluation protocol at this scale (MTT's protocol with this scale's epochs, runs, width)."""
-        return EvalConfig(epochs=self.eval_epochs, num_eval=self.num_eval, width=self.width).replace(**overrides)
+    @property
+    def ablation_length(self) -> int:
+        """Distillation iterations of an ablation row (``ablation_iterations``, else ``iterations``)."""
+        return self.iterations if self.ablation_iterations is None else self.ablation_iterations
+
+    def validate(self) -> None:
+        if self.ablation_iterations is not None and self.ablation_iterations < 1:
+            raise ValueError(f"ablation_iterations={self.ablation_iterations}: expected >= 1 or None")
+        seeds = tuple(self.seeds)
+        if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(x, int) and x >= 0 for x in seeds):
+            raise ValueError(f"seeds={self.seeds!r}: expected a non-empty tuple of distinct non-negative ints")
+
+    def eval_config(self, protocol: str = "mtt", *, full_dataset: bool = False, **overrides: Any) -> EvalConfig:
+        """The evaluation protocol of a paper at this scale; the one definition per scale and protocol.
+
+        :meth:`~ddlib.eval_protocols.EvalConfig.preset` of ``protocol`` with this scale's ``num_eval`` and
+        ``width``. ``eval_epochs`` is the length of MTT's protocol at this scale; the other
+        protocols keep their ratio to it (TGDD: 1.5x, :func:`~ddlib.eval_protocols.protocol_epochs`)
+        and their test interval shrinks with the length.
+        :meth:`~ddlib.eval_protocols.EvalConfig.for_scale` reads this method.
+
+        Parameters
+        ----------
+        protocol : {"mtt", "ast", "tgdd"}
+        full_dataset : bool
+            The "Full dataset" row (:func:`~ddlib.evaluation.evaluate_full_dataset`): lr 0.01
+            and ``expert_epochs_total`` epochs (an expert's length).
+        **overrides
+            Any :class:`~ddlib.eval_protocols.EvalConfig` field; ``epochs`` also rescales the test interval.
+        """
+        if full_dataset:
+            epochs, fixed = self.expert_epochs_total, {"lr": DEFAULT_LR}
+        else:
+            epochs, fixed = protocol_epochs(self.eval_epochs, protocol), {}
+        epochs = overrides.pop("epochs", epochs)
+        return EvalConfig.preset(protocol, epochs=epochs, **{"num_eval": self.num_eval, "width": self.width,
+                                                              **fixed, **overrides})
 
     def expert_config(self, preset: str = "mtt", **overrides: Any) -> ExpertConfig:
         """Expert config of ``preset`` (``mtt``, ``ast``, ``tgdd``) at this scale's width/epochs/batch."""
@@ -90,14 +131,18 @@ class ScaleSettings(Config):
 
 SCALES: Mapping[str, ScaleSettings] = {
     "paper": ScaleSettings(),
-    "mini": ScaleSettings(dataset="mnist5k", width=16, num_experts=2, expert_epochs_total=10, ipcs=(1, 10, 50),
-                          iterations=60, syn_steps=10, expert_epochs=2, max_start_epoch=4, batch_syn=None,
-                          eval_epochs=150, num_eval=2, eval_every=20, dm_iterations=100, tgdd_iterations=100,
-                          tgdd_expert_epochs_total=10),
+    # mini: the embedded mnist5k on one CPU thread per chapter. Sized so that the claims every paper relies
+    # on (each distiller beats random real images at IPC 1) hold with confidence: 3 distillation seeds x
+    # 5 evaluation networks per compared setting; the ablations run shorter (ablation_iterations).
+    "mini": ScaleSettings(dataset="mnist5k", width=16, num_experts=5, expert_epochs_total=15, ipcs=(1,),
+                          iterations=200, ablation_iterations=60, syn_steps=20, expert_epochs=2, max_start_epoch=8,
+                          batch_syn=None, eval_epochs=300, num_eval=5, seeds=(0, 1, 2), eval_every=50,
+                          dm_iterations=200, tgdd_iterations=200, tgdd_expert_epochs_total=15),
     "smoke": ScaleSettings(dataset="mnist5k", train_per_class=20, test_per_class=10, width=8, num_experts=1,
                            expert_epochs_total=3, expert_batch=64, ipcs=(1, 2), iterations=2, syn_steps=2,
                            expert_epochs=1, max_start_epoch=1, eval_epochs=3, num_eval=1, eval_every=1,
-                           dm_iterations=2, tgdd_iterations=2, tgdd_expert_epochs_total=6),
+                           dm_iterations=2, tgdd_iterations=2, tgdd_expert_epochs_total=6, seeds=(0, 1),
+                           ablation_iterations=2),
 }
 
 
@@ -130,7 +175,8 @@ def load_scaled_dataset(settings: ScaleSettings, data_root: str | None = None,
 
 
 def _key(data: ImageDataset, config: ExpertConfig, num_experts: int, seed: int, hook: LossHook) -> str:
-    text = json.dumps({"dataset": data.name, "n_train": len(data.labels_train), "config": config.to_dict(),
+    # The data's content hash, not its name and size: a flipped or re-normalised copy gets its own experts.
+    text = json.dumps({"dataset": dataset_fingerprint(data), "config": config.to_dict(),
                        "seed": seed, "hook": describe_loss_hook(hook)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -170,82 +216,46 @@ class FirstExperts:
 
 def cached_experts(artifacts_dir: str | Path, data: ImageDataset, config: ExpertConfig, num_experts: int,
                    seed: int, *, loss_hook: LossHook = cross_entropy_hook, device: str | torch.device = "cpu",
-                   progress: bool = True, tag: str = "experts") -> TrajectoryStore | FirstExperts:
+                   progress: bool = True, tag: str = "experts",
+                   on_mismatch: Literal["raise", "recompute"] = "raise") -> TrajectoryStore | FirstExperts:
     """Expert trajectories under ``artifacts_dir/<tag>-<data>-<key>``, trained only when missing.
 
-    The key hashes the data set, the expert config, the seed and the loss hook (not the
-    number of experts: asking for more extends the store). Interrupted generation resumes.
+    The key hashes the data set's contents (:func:`~ddlib.trajectory_store.dataset_fingerprint`,
+    a sha256 of its tensors), the expert config, the seed and the loss hook (not the number
+    of experts: asking for more extends the store). Interrupted generation resumes; a second
+    process asking for the same experts waits for the first and reuses its experts.
     Exactly ``num_experts`` experts are returned (a :class:`FirstExperts` view when another
     chapter extended the store), so a chapter's result does not depend on which ran first.
-    """
-    folder = Path(artifacts_dir) / f"{tag}-{data.name}-{_key(data, config, num_experts, seed, loss_hook)}"
-    store_path = folder / "manifest.json"
-    if store_path.exists():
-        store = TrajectoryStore.open(folder)
-        if len(store) >= num_experts:
-            return store if len(store) == num_experts else FirstExperts(store, num_experts)
-    return generate_experts(folder, data, config, num_experts, seed, loss_hook=loss_hook, device=device,
-                            progress=progress)
-
-
-class Recorder:
-    """Writes every number a notebook prints as a JSON-lines record with its provenance.
 
     Parameters
     ----------
-    out_dir : path
-        The notebook's ``out_dir``; records go to ``out_dir/<paper>.jsonl``.
-    paper, scale, dataset : str
-        Fixed for the notebook run.
-    device : torch.device
+    on_mismatch : {"raise", "recompute"}
+        What to do when the folder's manifest records another data fingerprint, config,
+        seed or loss hook than requested (a key collision, or a folder copied or edited by
+        hand): ``"raise"`` a ValueError naming both values, or delete the folder and
+        ``"recompute"`` the experts.
+
+    Raises
+    ------
+    ValueError
+        ``on_mismatch="raise"`` and the cached store was made for another request.
     """
-
-    def __init__(self, out_dir: str | Path, paper: str, scale: str, dataset: str, device: torch.device | str):
-        self.path = Path(out_dir) / f"{paper.lower()}.jsonl"
-        self.paper, self.scale, self.dataset, self.device = paper, scale, dataset, torch.device(device)
-        self._start = time.perf_counter()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.unlink(missing_ok=True)  # a notebook run writes its records afresh
-
-    def add(self, experiment: str, method: str, metric: str, value: float, *, ipc: int | None = None,
-            arch: str = "ConvNet", seed: int = 0, config: Mapping[str, Any] | Config | None = None,
-            wall_time_s: float | None = None, **provenance: Any) -> float:
-        """Record one number and return it (so a cell can print what it recorded)."""
-        if isinstance(config, Config):
-            config = config.to_dict()
-        wall = time.perf_counter() - self._start if wall_time_s is None else wall_time_s
-        record = Record(paper=self.paper, experiment=experiment, method=method, dataset=self.dataset, ipc=ipc,
-                        arch=arch, seed=seed, metric=metric, value=float(value), scale=self.scale,
-                        config=dict(config or {}), provenance=collect_provenance(self.device, wall, **provenance))
-        append_records(self.path, [record])
-        return float(value)
-
-
-def claim_text(holds: bool | None) -> str:
-    """Verdict wording used in every chapter and the reproduction summary."""
-    return {True: "holds", False: "does not hold", None: "not run at this scale"}[holds]
-
-
-def claim_anchor(paper: str, experiment: str, claim: str) -> str:
-    """HTML id of a claim's verdict, so the reproduction summary can link to the cell."""
-    text = f"claim-{paper}-{experiment}-{claim}".lower()
-    return "".join(ch if ch.isalnum() else "-" for ch in text).strip("-")[:120]
-
-
-def record_claim(recorder: Recorder, experiment: str, claim: str, holds: bool, *, ours: str, paper: str,
-                 ipc: int | None = None) -> str:
-    """Record whether a paper's claim held in this run (value 1.0 / 0.0) and return a sentence.
-
-    ``ours`` and ``paper`` are short texts with the numbers compared (they come from
-    records and the results file, never typed in). The sentence starts with an HTML
-    anchor that the reproduction summary links to.
-    """
-    anchor = claim_anchor(recorder.paper, experiment, claim)
-    recorder.add(experiment, f"claim: {claim}", "claim_holds", 1.0 if holds else 0.0, ipc=ipc,
-                 config={"claim": claim, "ours": ours, "paper": paper, "anchor": anchor,
-                         "page": recorder.path.parent.name})
-    return (f'<a id="{anchor}"></a>**{experiment}, claim: {claim}.** Paper: {paper}. This run '
-            f"({recorder.scale} scale, {recorder.dataset}): {ours}. Direction {claim_text(holds)} at this scale.")
+    if on_mismatch not in ("raise", "recompute"):
+        raise ValueError(f"on_mismatch={on_mismatch!r}: expected 'raise' or 'recompute'")
+    folder = Path(artifacts_dir) / f"{tag}-{data.name}-{_key(data, config, num_experts, seed, loss_hook)}"
+    if (folder / "manifest.json").exists():
+        store = TrajectoryStore.open(folder)
+        if diffs := store_differences(store.manifest, data, config, seed, loss_hook):
+            if on_mismatch == "raise":
+                raise ValueError(f"cached experts {str(folder)!r} were made for another request: "
+                                 f"{'; '.join(diffs)}. Delete the folder, or pass on_mismatch='recompute'")
+            logger.warning("cached experts %s were made for another request (%s); recomputing them", folder,
+                           "; ".join(diffs))
+            shutil.rmtree(folder)
+        elif len(store) >= num_experts:
+            return store if len(store) == num_experts else FirstExperts(store, num_experts)
+    return generate_experts(folder, data, config, num_experts, seed, loss_hook=loss_hook, device=device,
+                            progress=progress)
 
 
 def expert_network(store: TrajectoryStore, data: ImageDataset, k: int = 0, epoch: int | None = None,

@@ -21,13 +21,13 @@ from typing import Any, Callable, Literal, Mapping
 import torch
 
 from .config import Config
-from .data.augment import DSA, DSAConfig
+from .data.cutmix import training_augmentation
 from .data.dataset import ImageDataset
 from .data.zca import ZCA
 from .functional import ParamLayout, flatten_params
 from .models import build_model
 from .runtime import derive_seed, make_generator, resolve_device
-from .train import LossHook, OptimizerConfig, accuracy, cross_entropy_hook, make_optimizer, make_scheduler, train_epoch
+from .train import LossHook, OptimizerConfig, ScheduledOptimizer, accuracy, cross_entropy_hook, train_epoch
 
 __all__ = [
     "ExpertConfig", "ExpertState", "Trajectory", "train_expert", "build_expert_model", "prepare_expert_data",
@@ -60,12 +60,17 @@ class ExpertConfig(Config):
     batch_size : int
         Mini-batch size (MTT ``batch_train``: 256).
     dsa : bool
-        Per-sample DSA augmentation of the training batches (MTT: on for every data set).
+        Augment the training batches (MTT: on for every data set); which augmentation is
+        ``augmentation``'s choice.
     zca : bool
         ZCA-whiten train and test images, fitted on train (MTT: on for CIFAR-10/100 in the
         paper's settings, off for Tiny ImageNet and ImageNet subsets).
     storage_dtype : {"float32", "float16"}
         Dtype the trajectories are stored in on disk (training always runs in float32).
+    augmentation : {"dsa", "tgdd"}
+        With ``dsa`` on: ``"dsa"`` is MTT's per-sample DSA (MTT, AST); ``"tgdd"`` is TGDD's
+        ``pretrain.py``: per-sample colour+crop DiffAug, then CutMix (p 0.5, Beta(1, 1)) with
+        the mixed-label loss (:func:`ddlib.data.cutmix.training_augmentation`).
     """
 
     arch: str = "ConvNet"
@@ -78,6 +83,7 @@ class ExpertConfig(Config):
     dsa: bool = True  # MTT: dsa True
     zca: bool = False  # MTT: ZCA for CIFAR-10/100 only
     storage_dtype: Literal["float32", "float16"] = "float32"
+    augmentation: Literal["dsa", "tgdd"] = "dsa"  # MTT/AST: DSA; TGDD: DiffAug + CutMix
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -106,26 +112,37 @@ class ExpertConfig(Config):
         return cls().replace(**overrides)
 
     @classmethod
-    def ast(cls, code_variant: bool = False, **overrides: Any) -> "ExpertConfig":
-        """AST experts: SGD momentum 0.9, lr 0.01 halved after epoch 25 of 50, DSA.
+    def ast(cls, preset: Literal["code", "paper"] = "code", **overrides: Any) -> "ExpertConfig":
+        """AST experts (SGD momentum 0.9, 50 epochs, DSA), as the authors' code or as the paper has them.
 
         Parameters
         ----------
-        code_variant : bool
-            The paper states no weight decay; the released AST code trains experts with
-            weight decay 0.001. ``True`` selects the code's value.
+        preset : {"code", "paper"}
+            ``"code"`` (the default; ``buffer.py``'s defaults): lr 0.003, momentum 0.9, weight
+            decay 1e-3; after epoch index ``epochs // 2 + 1`` (0-based, i.e. once
+            ``epochs // 2 + 2`` epochs are finished: 27 of 50) the lr is multiplied by 0.6 and
+            the SGD optimizer is rebuilt, so the momentum buffers restart from zero.
+            ``"paper"``: the paper gives no lr; our reading is lr 0.01 halved after epoch 25 of
+            50 (half-way at any length), no weight decay, the optimizer kept.
+        **overrides
+            ``ExpertConfig`` fields (``epochs`` also moves the milestone).
         """
         epochs = overrides.pop("epochs", 50)
-        optimizer = OptimizerConfig(
-            kind="momentum", lr=0.01, momentum=0.9, weight_decay=0.001 if code_variant else 0.0,
-            milestones=(epochs // 2,), lr_factor=0.5,  # epoch 25 of 50: half-way at any length
-        )
+        if preset == "code":
+            optimizer = OptimizerConfig(kind="momentum", lr=0.003, momentum=0.9, weight_decay=1e-3,
+                                        milestones=(epochs // 2 + 2,), lr_factor=0.6, restart_at_milestones=True)
+        elif preset == "paper":
+            optimizer = OptimizerConfig(kind="momentum", lr=0.01, momentum=0.9, weight_decay=0.0,
+                                        milestones=(epochs // 2,), lr_factor=0.5)
+        else:
+            raise ValueError(f"preset={preset!r}: expected 'code' (the authors' buffer.py) or 'paper'")
         return cls(optimizer=optimizer, epochs=epochs).replace(**overrides)
 
     @classmethod
     def tgdd(cls, epochs: int = 60, **overrides: Any) -> "ExpertConfig":
-        """TGDD experts: SGD momentum 0.9, weight decay 5e-4, batch 64, DSA, ``epochs`` (60) epochs,
-        lr multiplied by 0.2 at 2/3 and 5/6 of the run (epochs 40 and 50 of 60).
+        """TGDD experts: SGD momentum 0.9, weight decay 5e-4, batch 64, ``epochs`` (60) epochs,
+        lr multiplied by 0.2 at 2/3 and 5/6 of the run (epochs 40 and 50 of 60); augmentation
+        ``"tgdd"``: per-sample colour+crop DiffAug, then CutMix p 0.5 (TGDD ``pretrain.py``).
         """
         if not isinstance(epochs, int) or epochs < 6:
             raise ValueError(f"epochs={epochs!r}: the TGDD preset needs an int >= 6 (milestones at 2/3 and 5/6)")
@@ -133,7 +150,8 @@ class ExpertConfig(Config):
             kind="momentum", lr=0.01, momentum=0.9, weight_decay=5e-4,
             milestones=(epochs * 2 // 3, epochs * 5 // 6), lr_factor=0.2,
         )
-        return cls(optimizer=optimizer, epochs=epochs, batch_size=64, dsa=True).replace(**overrides)
+        return cls(optimizer=optimizer, epochs=epochs, batch_size=64, dsa=True,
+                   augmentation="tgdd").replace(**overrides)
 
 
 def build_expert_model(data: ImageDataset, config: ExpertConfig, seed: int | None = None) -> torch.nn.Module:
@@ -216,8 +234,11 @@ class ExpertState:
         Completed epochs.
     model_state : dict
         ``net.state_dict()`` (parameters and buffers, e.g. BatchNorm statistics), CPU tensors.
-    optimizer_state, scheduler_state : dict
-        ``state_dict()`` of the optimizer and the lr scheduler.
+    optimizer_state : dict
+        ``state_dict()`` of the running optimizer (the rebuilt one after a restart).
+    scheduler_state : dict
+        The rest of :meth:`ddlib.train.ScheduledOptimizer.state_dict`: ``finished_epochs`` and
+        ``scheduler`` (the ``MultiStepLR`` state, ``None`` when the optimizer restarts at milestones).
     generator_state : torch.Tensor
         ``generator.get_state()`` of the CPU data generator (uint8).
     snapshots : torch.Tensor
@@ -272,6 +293,21 @@ def _cpu(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_cpu(v) for v in value)
     return value
+
+
+def _schedule_state(state: ExpertState) -> dict[str, Any]:
+    """:meth:`ScheduledOptimizer.state_dict` of ``state``: its ``optimizer_state`` plus ``scheduler_state``.
+
+    ``scheduler_state`` holds ``finished_epochs`` and the ``MultiStepLR`` state (``None`` when
+    the optimizer restarts at milestones). States written before :class:`ScheduledOptimizer`
+    hold the bare ``MultiStepLR`` state there; they are read as such.
+    """
+    schedule = dict(state.scheduler_state)
+    if "finished_epochs" not in schedule:
+        schedule = {"finished_epochs": state.epoch, "scheduler": schedule}
+    # a copy: Optimizer.load_state_dict keeps tensors that already sit on the right device, so
+    # training would update the caller's momentum buffers in place and spoil a second resume
+    return copy.deepcopy({**schedule, "optimizer": state.optimizer_state})
 
 
 def prepare_expert_data(data: ImageDataset, config: ExpertConfig,
@@ -334,9 +370,8 @@ def train_expert(
     net = build_expert_model(data, config, seed=derive_seed(seed, "init")).to(device)
     layout = ParamLayout.of(net)
     generator = make_generator(derive_seed(seed, "data"))
-    optimizer = make_optimizer(net.parameters(), config.optimizer)
-    scheduler = make_scheduler(optimizer, config.optimizer)
-    augment = DSA(DSAConfig()) if config.dsa else None
+    optimizer = ScheduledOptimizer(net.parameters(), config.optimizer)  # rebuilt at milestones if the config says so
+    augment, mix = training_augmentation(config.augmentation) if config.dsa else (None, None)
     images_train, labels_train, images_test, labels_test = prepare_expert_data(data, config, device)
 
     snapshots = torch.empty(config.epochs + 1, layout.numel, dtype=torch.float32)
@@ -352,27 +387,27 @@ def train_expert(
                 f"{layout.numel}) for {config.arch} at epoch {start.epoch}"
             )
         net.load_state_dict(start.model_state)
-        optimizer.load_state_dict(start.optimizer_state)
-        scheduler.load_state_dict(start.scheduler_state)
+        optimizer.load_state_dict(_schedule_state(start))
         generator.set_state(start.generator_state)
         first, train_loss, test_accuracy = start.epoch, list(start.train_loss), list(start.test_accuracy)
         snapshots[: first + 1] = start.snapshots.to(torch.float32)
 
     for epoch in range(first, config.epochs):
         loss = train_epoch(
-            net, optimizer, images_train, labels_train, batch_size=config.batch_size,
-            generator=generator, augment=augment, loss_hook=loss_hook, epoch=epoch,
+            net, optimizer.optimizer, images_train, labels_train, batch_size=config.batch_size,
+            generator=generator, augment=augment, loss_hook=loss_hook, epoch=epoch, mix=mix,
         )
-        scheduler.step()
+        optimizer.epoch_done()
         snapshots[epoch + 1] = flatten_params(net).to("cpu", torch.float32)
         train_loss.append(float(loss))
         test_accuracy.append(float(accuracy(net, images_test, labels_test)))
         if on_epoch is not None:
+            schedule = _cpu(optimizer.state_dict())
             on_epoch(ExpertState(
                 epoch=epoch + 1,
                 model_state=_cpu(net.state_dict()),
-                optimizer_state=_cpu(optimizer.state_dict()),
-                scheduler_state=_cpu(scheduler.state_dict()),
+                optimizer_state=schedule.pop("optimizer"),
+                scheduler_state=schedule,
                 generator_state=generator.get_state(),
                 snapshots=snapshots[: epoch + 2].clone(),
                 train_loss=list(train_loss),

@@ -6,24 +6,39 @@ write through :func:`atomic_write` (temporary file in the same folder, ``fsync``
 torn one; and they read back through :func:`read_verified`, which checks size and
 sha256 against the manifest and names the file in every error. The two expert stores share
 :class:`ExpertFileStore` (manifest metadata, index checks, one-slot cache of loaded experts).
+
+Files resumed from without a manifest (distillation checkpoints, partial experts) carry their
+own sha256 in a one-line header (:func:`checked_torch_bytes`, :func:`read_checked_torch`), and
+the small JSON caches go through :func:`write_json` / :func:`read_json`, so a flipped bit, a
+0-byte file or a full disk is an error naming the file, never a silent resume. Locking and
+stale-file cleanup for stores written by several processes live in :mod:`ddlib.locks`.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
+import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import torch
 
 __all__ = ["TMP_PREFIX", "atomic_write", "torch_bytes", "json_normalise", "read_verified", "load_torch_payload",
-           "read_json_manifest", "ExpertFileStore"]
+           "read_json_manifest", "ExpertFileStore", "checked_torch_bytes", "read_checked_torch", "write_json",
+           "read_json", "check_writable_folder"]
+
+logger = logging.getLogger(__name__)
 
 TMP_PREFIX = ".tmp-"
+# Header of a self-checking torch file: magic, the sha256 (hex) of the torch.save bytes that follow, newline.
+# A torch.save archive itself starts with the zip magic b"PK\x03\x04" (files written before the header).
+CHECKED_MAGIC = b"DDLIB-SHA256:"
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -37,22 +52,41 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def atomic_write(path: str | os.PathLike, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temporary file in the same folder, fsync and ``os.replace``."""
+    """Write ``payload`` to ``path`` via a temporary file in the same folder, fsync and ``os.replace``.
+
+    The temporary file is ``.tmp-<name>.<pid>.<random>`` (per process and call), so two
+    processes writing into one folder never touch each other's temporaries.
+
+    Raises
+    ------
+    OSError
+        Any failure (disk full, permissions, ...), with the original ``errno`` and a message
+        naming ``path``; the previous file at ``path`` is then left intact and the temporary
+        file is removed.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # os.open with mode 0o666 honours the umask (tempfile.mkstemp would force 0o600).
     tmp = path.parent / f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(6)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # os.open with mode 0o666 honours the umask (tempfile.mkstemp would force 0o600).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            view = memoryview(payload)
+            while view:  # os.write may write less than asked (signals, pipes, some file systems)
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as error:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise
+        if not isinstance(error, OSError):
+            raise
+        hint = " (disk full: free space and rerun)" if error.errno == errno.ENOSPC else ""
+        message = (f"cannot write {str(path)!r}: {error.strerror or error}{hint}; "
+                   "the previous version of the file, if any, is intact")
+        raise (OSError(error.errno, message) if error.errno is not None else OSError(message)) from error
     _fsync_dir(path.parent)
 
 
@@ -135,6 +169,120 @@ def load_torch_payload(payload: bytes, path: Path, what: str) -> Any:
         return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for damaged archives
         raise ValueError(f"{what} file {str(path)!r} cannot be read by torch.load: {error}") from error
+
+
+def checked_torch_bytes(obj: Any) -> bytes:
+    """``torch.save(obj)`` bytes behind a header with their sha256 (read back by :func:`read_checked_torch`).
+
+    Returns
+    -------
+    bytes
+        ``CHECKED_MAGIC + sha256 hex + b"\\n" + torch.save bytes``.
+    """
+    body = torch_bytes(obj)
+    return CHECKED_MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+
+
+def read_checked_torch(path: str | os.PathLike, what: str, fix: str, *, weights_only: bool = True) -> Any:
+    """Load a file written with :func:`checked_torch_bytes`, verifying its sha256 first.
+
+    A file without the header but starting like a ``torch.save`` archive (written by an older
+    ddlib) is loaded unchecked, with a warning.
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    what : str
+        What the file is, for messages ("checkpoint", "partial expert 3").
+    fix : str
+        What the user should do about a damaged file ("delete it to start over").
+    weights_only : bool
+        Passed to ``torch.load``.
+
+    Raises
+    ------
+    ValueError
+        Empty, truncated or bit-flipped file (sha256 mismatch), or bytes ``torch.load`` cannot
+        read, naming the file and ``fix``.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    header = len(CHECKED_MAGIC) + 64 + 1
+    if data.startswith(CHECKED_MAGIC):
+        stored, body = data[len(CHECKED_MAGIC):header - 1].decode("ascii", "replace"), data[header:]
+        if data[header - 1:header] != b"\n" or (digest := hashlib.sha256(body).hexdigest()) != stored:
+            found = "a damaged header" if data[header - 1:header] != b"\n" else f"sha256 {digest}"
+            raise ValueError(f"{what} {str(path)!r} is corrupt: {found}, but its header records sha256 "
+                             f"{stored} (a flipped bit or a torn copy); {fix}")
+    elif data.startswith(_ZIP_MAGIC):
+        logger.warning("%s %s has no checksum header (written by an older ddlib); loading it unchecked",
+                       what, path)
+        body = data
+    else:
+        raise ValueError(f"{what} {str(path)!r} is corrupt or not a ddlib file: it starts with {data[:16]!r} "
+                         f"({len(data)} bytes), expected {CHECKED_MAGIC!r}; {fix}")
+    try:
+        return torch.load(io.BytesIO(body), map_location="cpu", weights_only=weights_only)
+    except Exception as error:  # torch raises several types for damaged archives
+        raise ValueError(f"{what} {str(path)!r} cannot be read by torch.load ({error}); {fix}") from error
+
+
+def write_json(path: str | os.PathLike, value: Any, *, indent: int | None = 1) -> None:
+    """Write ``value`` as JSON to ``path`` crash-safely (:func:`atomic_write`, which names the file on errors)."""
+    atomic_write(path, (json.dumps(value, indent=indent) + "\n").encode())
+
+
+def read_json(path: str | os.PathLike, what: str, *, on_corrupt: Literal["raise", "recompute"] = "raise",
+              fix: str = "delete it to recompute") -> Any:
+    """Parse the JSON file ``path``; an empty or damaged file is an error naming it, never a bare JSONDecodeError.
+
+    Parameters
+    ----------
+    path : path
+        The file (it must exist).
+    what : str
+        What the file holds, for messages ("evaluation cache").
+    on_corrupt : {"raise", "recompute"}
+        ``"raise"``: ``ValueError`` naming the file and ``fix``. ``"recompute"``: log a warning
+        and return ``None`` (the caller then recomputes and overwrites the file).
+    fix : str
+        What to do about a damaged file, for the ``"raise"`` message.
+    """
+    if on_corrupt not in ("raise", "recompute"):
+        raise ValueError(f"on_corrupt={on_corrupt!r}: expected 'raise' or 'recompute'")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        if not text.strip():
+            raise ValueError("the file is empty (0 bytes or only whitespace)")
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        if on_corrupt == "recompute":
+            logger.warning("%s %s is unreadable (%s); recomputing it", what, path, error)
+            return None
+        raise ValueError(f"{what} {str(path)!r} is not valid JSON ({error}); {fix}") from error
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str) -> Path:
+    """Create ``folder`` if needed and check that a file can be created in it (before hours of work).
+
+    Raises
+    ------
+    ValueError
+        The folder cannot be created or written to (permissions, read-only file system,
+        a file in the way), naming it and the error.
+    """
+    folder = Path(folder)
+    probe = folder / f"{TMP_PREFIX}probe.{os.getpid()}.{secrets.token_hex(6)}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        os.unlink(probe)
+    except OSError as error:
+        raise ValueError(f"{what}: the folder {str(folder)!r} is not writable ({error}); choose a writable "
+                         "folder or fix its permissions") from error
+    return folder
 
 
 class ExpertFileStore:

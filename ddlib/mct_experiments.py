@@ -6,12 +6,15 @@ oscillate?), the size of the stored buffer, how fast distillation converges, and
 final accuracy. This module holds the pieces the notebook would otherwise have to define:
 oscillation statistics of an accuracy curve, "iterations to reach a target accuracy", a
 view on the first ``n`` experts of a store, a distillation run that always ends with an
-evaluation, and the buffer-size arithmetic for the paper's data sets.
+evaluation, the buffer-size arithmetic for the paper's data sets, MCT's distiller preset
+(:func:`mct_config`) and how far its code's TESLA gradient is from the exact one
+(:func:`gradient_agreement`).
 
 Accuracies here are fractions in ``[0, 1]`` unless a name says ``pp`` (percentage points).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -22,7 +25,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from .convexified import PAPER_DATASETS, ConvexifiedStore, convexify_store, storage_bytes
+from .convexified import PAPER_DATASETS, ConvexifiedStore, ConvexifyOptions, convexify_store, storage_bytes
 from .data.dataset import ImageDataset
 from .distill_loop import DistillResult, run_distillation
 from .evaluation import EvalConfig, evaluate_synthetic
@@ -34,8 +37,42 @@ from .mtt import MTTConfig, TrajectoryMatching, expert_params
 from .synthetic import SyntheticSet
 from .train import accuracy
 
-__all__ = ["FirstExperts", "path_accuracies", "oscillation", "iterations_to_reach", "checkpoint_file",
-           "distill_and_evaluate", "convexified_variants", "paper_storage"]
+__all__ = ["path_accuracies", "oscillation", "iterations_to_reach", "checkpoint_file",
+           "distill_and_evaluate", "convexified_variants", "paper_storage", "MCT_CIFAR10", "MCT_LR_TEACHER",
+           "MCT_NUM_EVAL", "mct_config", "vector_agreement", "gradient_agreement"]
+
+# Hyper-parameters, not results: MCT's CIFAR-10 run file (FACTS.md, "MCT"; no ZCA) per IPC. The run
+# file also passes --lr_init (1e-2 at IPC 1, 1e-3 at IPC 50), but distill_compressed.py never reads
+# it: syn_lr starts at --lr_teacher, left at its default 0.01 (MCT_LR_TEACHER) at every IPC.
+MCT_CIFAR10 = {
+    1: dict(syn_steps=60, expert_epochs=6, max_start_epoch=4, lr_img=1e3, lr_lr=1e-7),
+    10: dict(syn_steps=30, expert_epochs=15, max_start_epoch=8, lr_img=1e3, lr_lr=1e-5),
+    50: dict(syn_steps=30, expert_epochs=2, max_start_epoch=40, lr_img=1e3, lr_lr=1e-5),
+}
+MCT_LR_TEACHER = 0.01
+MCT_NUM_EVAL = 3  # distill_compressed.py's --num_eval (MTT's protocol: 5)
+
+
+def mct_config(base: MTTConfig, *, published: bool = False, **changes: Any) -> MTTConfig:
+    """MCT's distiller on top of ``base``: the choices of the authors' code, then ``changes``.
+
+    Always: ``sampling="continuous"`` (the paper and the code), ``gradient="tesla"`` (the
+    code; ``changes={"gradient": "exact"}`` gives the papers' unrolled gradient) and
+    ``zca=False`` (the run file). With ``published``: the run file's CIFAR-10 values at
+    ``base.ipc`` (``MCT_CIFAR10``) and ``lr_teacher = 0.01`` (``MCT_LR_TEACHER``).
+
+    Raises
+    ------
+    ValueError
+        ``published`` for an IPC the run file does not cover.
+    """
+    own: dict[str, Any] = {}
+    if published:
+        if base.ipc not in MCT_CIFAR10:
+            raise ValueError(f"ipc={base.ipc}: MCT's run file gives settings for IPC {sorted(MCT_CIFAR10)} only; "
+                             f"pass published=False and set the values explicitly")
+        own = dict(MCT_CIFAR10[base.ipc], lr_teacher=MCT_LR_TEACHER)
+    return base.replace(**{"sampling": "continuous", "gradient": "tesla", "zca": False, **own, **changes})
 
 
 @torch.no_grad()
@@ -167,10 +204,16 @@ def convexified_variants(store: Any, folder: str | os.PathLike,
 
     ``variants`` maps a short name to :class:`~ddlib.convexified.ConvexifyOptions` fields,
     e.g. ``{"path-2": {}, "uniform-2": {"lambda_mode": "uniform"}, "path-4": {"waypoints": 4}}``.
+    The folder name ends with a hash of the resolved options, so a changed default (or
+    option) makes a new store instead of clashing with an old one of the same name.
     """
     source = getattr(store, "source", store)  # convexify the whole store, even through a FirstExperts view
-    return {name: convexify_store(source, Path(folder) / f"{Path(source.root).name}-{name}", **options)
-            for name, options in variants.items()}
+    stores = {}
+    for name, options in variants.items():
+        resolved = json.dumps(ConvexifyOptions.from_dict(options).to_dict(), sort_keys=True)
+        tag = hashlib.sha256(resolved.encode()).hexdigest()[:8]
+        stores[name] = convexify_store(source, Path(folder) / f"{Path(source.root).name}-{name}-{tag}", **options)
+    return stores
 
 
 def _convnet_counts(dataset: str, depth: int | None = None) -> tuple[int, int]:
@@ -208,4 +251,65 @@ def paper_storage(num_experts: int = 100, epochs: int = 50, waypoints: int = 4,
                                  num_layers=num_layers)
             rows.append({"dataset": dataset, "depth": depth, "num_params": num_params, "buffer": kind,
                          "bytes": size, "mb": size / 2**20})
+    return rows
+
+
+# ---------------------------------------------------------------------- TESLA vs exact gradient
+def vector_agreement(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    """How close two gradients are: ``cosine`` similarity and ``relative_difference``
+    ``||a - b|| / ||b||`` (``b`` the reference), over all elements of same-shaped tensors."""
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    a, b = a.detach().flatten().double(), b.detach().flatten().double()
+    if float(a.norm()) == 0.0 or float(b.norm()) == 0.0:
+        raise ValueError("a zero gradient has no direction: cosine similarity undefined")
+    return {"cosine": float(torch.dot(a, b) / (a.norm() * b.norm())),
+            "relative_difference": float((a - b).norm() / b.norm())}
+
+
+def gradient_agreement(data: ImageDataset, source: Any, config: MTTConfig, seed: int, *, iterations: int = 4,
+                       start_from: SyntheticSet | None = None,
+                       device: str | torch.device = "cpu") -> list[dict[str, Any]]:
+    """Exact and TESLA gradients of the same distillation iterations, side by side.
+
+    A distiller runs ``iterations`` iterations with ``config`` (whichever ``gradient`` it
+    names). Before each, a second distiller is put in the same state (images, ``syn_lr``,
+    optimisers, generator: so the same expert, start epoch, batches and augmentations) and
+    takes the step with the *other* gradient; both gradients are compared.
+
+    Parameters
+    ----------
+    start_from : SyntheticSet, optional
+        Start from these images ``(N, C, H, W)`` and ``syn_lr`` (e.g. a distilled set)
+        instead of the config's initialisation.
+
+    Returns
+    -------
+    list of dict
+        Per iteration: ``iteration``, ``expert``, ``start_epoch``, ``loss``; the image
+        gradients' ``cosine`` and ``relative_difference`` (TESLA against exact, see
+        :func:`vector_agreement`), their norms ``norm_exact`` and ``norm_tesla``, and the
+        ``syn_lr`` gradients ``lr_grad_exact`` and ``lr_grad_tesla``.
+    """
+    if iterations < 1:
+        raise ValueError(f"iterations={iterations}: expected >= 1")
+    other = "exact" if config.gradient == "tesla" else "tesla"
+    run, probe = (TrajectoryMatching(data, source, build_expert_model(data, source.config), c, seed, device=device)
+                  for c in (config, config.replace(gradient=other)))
+    if start_from is not None:
+        with torch.no_grad():
+            run.images.copy_(start_from.images_syn.to(run.images))
+            run.syn_lr.fill_(float(start_from.syn_lr))
+    rows = []
+    for iteration in range(iterations):
+        # deep copy: the optimiser state_dict holds the run's own momentum buffers, which the
+        # probe's optimiser step would otherwise update in place
+        probe.load_state_dict(copy.deepcopy(run.state_dict()))
+        probe.step(iteration)
+        info = run.step(iteration)  # the optimiser steps leave .grad as it was computed
+        grads = {config.gradient: (run.images.grad, run.syn_lr.grad), other: (probe.images.grad, probe.syn_lr.grad)}
+        rows.append({"iteration": iteration, "expert": info["expert"], "start_epoch": info["start_epoch"],
+                     "loss": info["loss"], **vector_agreement(grads["tesla"][0], grads["exact"][0]),
+                     **{f"norm_{g}": float(grads[g][0].norm()) for g in ("exact", "tesla")},
+                     **{f"lr_grad_{g}": float(grads[g][1]) for g in ("exact", "tesla")}})
     return rows

@@ -14,6 +14,7 @@ in ``syn_steps``); ``memory="graph"`` keeps every step's graph as the MTT code d
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from typing import Any, Literal, Protocol, Sequence
@@ -26,9 +27,9 @@ from .config import Config
 from .data.augment import DSA
 from .data.dataset import ImageDataset
 from .data.zca import ZCA
-from .distill_loop import NonFiniteLoss
+from .distill_loop import GUARD_FACTOR, NonFiniteLoss, check_update, guard_bound
 from .functional import ParamLayout, load_flat_params
-from .runtime import derive_seed, make_generator
+from .runtime import derive_seed, make_generator, resolve_device
 from .synthetic import SyntheticSet
 from .unroll import matching_gradients, matching_loss, unroll_student
 
@@ -54,8 +55,12 @@ class MTTConfig(Config):
     """Trajectory-matching settings; defaults are MTT's CIFAR-10 IPC 10 row (FACTS.md).
 
     AST switches (each independent, all off = plain MTT): ``balanced_inner_loss`` (Eq. 2),
-    ``intermediate_matching`` (Eq. 4), ``weight_perturbation`` (alpha of Eq. 5, 0 = off),
-    ``init="representative"``. MCT: ``sampling="continuous"``.
+    ``intermediate_matching`` (Eq. 4), ``perturbation`` (Eq. 5: ``"paper"`` or the authors'
+    ``"code"`` formula, see :func:`ddlib.ast_perturbation.perturb_weights`; ``"none"`` = off),
+    ``init="representative"``, ``inner_momentum`` (the AST code's heavy-ball student);
+    :meth:`with_ast` turns them on as the code or as the paper has them. MCT:
+    ``sampling="continuous"``, and its code's ``gradient="tesla"`` (``"exact"``, the default,
+    is the papers' unrolled gradient).
 
     ``memory="recompute"`` (the default) differentiates through the ``syn_steps`` inner
     steps by exact recomputation: one step's autograd graph at a time (see
@@ -79,16 +84,20 @@ class MTTConfig(Config):
     zca: bool = False
     init: Literal["real", "noise", "representative"] = "real"
     representative_clusters: int | None = None   # AST's IPC 50 variant: 10 clusters x 5 nearest
+    representative_features: Literal["embed", "logits"] = "embed"  # paper: penultimate features; AST code: logits
     sampling: Literal["integer", "continuous"] = "integer"
     balanced_inner_loss: bool = False
     balance_theta: float = 8.0
     balance_log_base: float | None = None        # None: natural log (paper); 5: the AST code
     intermediate_matching: bool = False
     intermediate_beta: Literal["equal", "adaptive"] = "equal"
-    weight_perturbation: float = 0.0             # AST paper: 0.1
-    perturb_conv_only: bool = False              # AST code: conv weights only (with alpha 1)
+    perturbation: Literal["none", "paper", "code"] = "none"  # AST Eq. 5 ("paper") or distill.py ("code")
+    perturbation_alpha: float | None = None      # None: 0.1 for "paper" (Sec. 4.1), 1.0 for "code" (distill.py)
     inner_momentum: float = 0.0                  # AST code: 0.9 heavy-ball student
     memory: Literal["graph", "recompute"] = "recompute"  # graph: MTT code's full graph, memory grows per step
+    # exact: differentiate through every inner step (MTT, the papers). tesla: per-step gradients at
+    # detached student weights, scaled by syn_lr.item() (TESLA; MCT's code): drops the cross-step terms.
+    gradient: Literal["exact", "tesla"] = "exact"
     # MTT's code does not bound the learned step size; a step that drives it to <= 0 makes the
     # student stand still or ascend. ddlib clamps it here (a deviation, logged per iteration).
     min_syn_lr: float = 1e-6
@@ -108,6 +117,13 @@ class MTTConfig(Config):
             raise ValueError(f"batch_syn={self.batch_syn}: expected >= 1 or None")
         if not 0.0 <= self.inner_momentum < 1.0:
             raise ValueError(f"inner_momentum={self.inner_momentum}: expected 0 <= inner_momentum < 1")
+        if self.perturbation_alpha is not None:
+            if self.perturbation == "none":
+                raise ValueError(f"perturbation_alpha={self.perturbation_alpha} is set but perturbation='none'; "
+                                 "expected perturbation='paper' or 'code' (or perturbation_alpha=None)")
+            if self.perturbation_alpha <= 0:
+                raise ValueError(f"perturbation_alpha={self.perturbation_alpha}: expected > 0 (or None for the "
+                                 "variant's default)")
         if self.representative_clusters is not None and self.ipc % self.representative_clusters:
             raise ValueError(f"ipc={self.ipc} is not a multiple of representative_clusters="
                              f"{self.representative_clusters}")
@@ -125,11 +141,32 @@ class MTTConfig(Config):
                    lr_lr=lr_lr, lr_teacher=lr_teacher, batch_syn=batch_syn, zca=zca)
         return base.replace(**overrides)
 
-    def with_ast(self, **overrides: Any) -> "MTTConfig":
-        """The AST paper's full method on top of this config (all five components)."""
-        ast_settings = dict(init="representative", balanced_inner_loss=True, intermediate_matching=True,
-                            weight_perturbation=0.1)
-        return self.replace(**{**ast_settings, **overrides})
+    def with_ast(self, variant: Literal["code", "paper"] = "code", **overrides: Any) -> "MTTConfig":
+        """AST's full distiller on top of this config, as the authors' code or as the paper has it.
+
+        Both turn on representative initialisation, the balanced inner-loop loss (Eq. 2),
+        intermediate matching (Eq. 4) and the weight perturbation (Eq. 5). They differ where
+        the code and the paper disagree (FACTS.md, "AST"):
+
+        * ``"code"`` (the default; the book's main rows): the code's perturbation formula
+          (conv weights only, whole-tensor norm, alpha 1), ``log`` base 5 in the balanced
+          loss, a heavy-ball student with momentum 0.9, and the expert's logits as the
+          features of representative initialisation;
+        * ``"paper"``: Eq. 5's filter-wise perturbation with alpha 0.1, the natural log, a
+          plain SGD student, and the penultimate features.
+
+        (The code's ``int(ipc / 10)`` images per cluster, i.e. none at IPC 1, is not copied.)
+
+        ``overrides`` are applied last.
+        """
+        common = dict(init="representative", balanced_inner_loss=True, intermediate_matching=True)
+        variants = {"code": dict(perturbation="code", balance_log_base=5.0, inner_momentum=0.9,
+                                 representative_features="logits"),
+                    "paper": dict(perturbation="paper", balance_log_base=None, inner_momentum=0.0,
+                                  representative_features="embed")}
+        if variant not in variants:
+            raise ValueError(f"variant={variant!r}: expected 'code' (the authors' code) or 'paper'")
+        return self.replace(**{**common, **variants[variant], **overrides})
 
 
 class Trajectory(Protocol):
@@ -170,8 +207,15 @@ class TrajectoryMatching:
 
     def __init__(self, data: ImageDataset, source: Any, net: nn.Module, config: MTTConfig, seed: int, *,
                  zca: ZCA | None = None, device: str | torch.device = "cpu") -> None:
-        self.config, self.seed, self.device = config, seed, torch.device(device)
+        self.config, self.seed, self.device = config, seed, resolve_device(device)
         self.data, self.source, self.zca = data, source, zca
+        expert_zca = getattr(getattr(source, "config", None), "zca", None)  # a TrajectoryStore's ExpertConfig
+        if expert_zca is not None and bool(expert_zca) != config.zca:
+            raise ValueError(
+                f"the experts were trained with zca={bool(expert_zca)} (trajectory store config.zca) but "
+                f"MTTConfig.zca={config.zca}: the student would see images in another space than its experts. "
+                f"Pass MTTConfig(zca={bool(expert_zca)}) or experts trained with ExpertConfig(zca={config.zca})"
+            )
         if config.zca and zca is None:
             raise ValueError("config.zca=True needs the fitted ZCA (ddlib.ZCA.fit(data.images_train))")
         if len(source) < 1:
@@ -197,6 +241,9 @@ class TrajectoryMatching:
         self.syn_lr = torch.tensor(config.lr_teacher, device=self.device).requires_grad_(True)
         self.opt_img = torch.optim.SGD([self.images], lr=config.lr_img, momentum=0.5)
         self.opt_lr = torch.optim.SGD([self.syn_lr], lr=config.lr_lr, momentum=0.5)
+        # The update guard (distill_loop.check_update): images within GUARD_FACTOR x the real data's range,
+        # syn_lr within GUARD_FACTOR x its initial value, floored at MTT's usual 0.01 (a tiny start may grow).
+        self.image_bound, self.lr_bound = guard_bound(data), GUARD_FACTOR * max(config.lr_teacher, 0.01)
 
     # -- initialisation --------------------------------------------------------------------
     def _real_images(self) -> torch.Tensor:
@@ -227,7 +274,8 @@ class TrajectoryMatching:
         trained = self._trajectory(0)
         encoder = self.net
         load_flat_params(encoder, expert_params(trained, trained.num_epochs).to(self.device))
-        features = ast.class_features(encoder, class_images.to(self.device)).cpu()
+        features = ast.class_features(encoder, class_images.to(self.device),
+                                      use_logits=self.config.representative_features == "logits").cpu()
         return ast.representative_init(features, self.config.ipc, derive_seed(self.seed, "representative", c),
                                        clusters=self.config.representative_clusters)
 
@@ -254,10 +302,11 @@ class TrajectoryMatching:
         target_epoch = min(start + cfg.expert_epochs, last)
         theta_start = expert_params(trajectory, start).to(self.device)
         theta_target = expert_params(trajectory, target_epoch).to(self.device)
-        student_start = theta_start
-        if cfg.weight_perturbation:
-            student_start = ast.perturb_weights(theta_start, self.layout, alpha=cfg.weight_perturbation,
-                                                generator=self.generator, conv_only=cfg.perturb_conv_only)
+        if cfg.perturbation != "none":
+            # Algorithm 1 and the code: the perturbed start replaces theta_t everywhere after this,
+            # as the student's start AND in every matching denominator ||theta*_t - theta_{t+i}||^2.
+            theta_start = ast.perturb_weights(theta_start, self.layout, cfg.perturbation_alpha,
+                                              variant=cfg.perturbation, generator=self.generator)
         weight = 1.0
         if cfg.balanced_inner_loss:
             weight = ast.balanced_loss_weight(start, cfg.max_start_epoch, cfg.balance_theta, cfg.balance_log_base)
@@ -274,9 +323,9 @@ class TrajectoryMatching:
 
         unroll_args = dict(syn_steps=cfg.syn_steps, generator=self.generator, batch_syn=cfg.batch_syn,
                            augment=self.augment, loss_weight=weight, momentum=cfg.inner_momentum,
-                           keep_steps=points)
+                           keep_steps=points, gradient=cfg.gradient)
         if cfg.memory == "recompute":
-            grads = matching_gradients(self.net, student_start, self.images, self.labels, self.syn_lr,
+            grads = matching_gradients(self.net, theta_start, self.images, self.labels, self.syn_lr,
                                        outer=outer, **unroll_args)
             loss_value, inner_losses = grads.loss, grads.inner_losses
             if not math.isfinite(loss_value):
@@ -285,7 +334,7 @@ class TrajectoryMatching:
             self.opt_lr.zero_grad(set_to_none=True)
             self.images.grad, self.syn_lr.grad = grads.images, grads.syn_lr
         else:
-            result = unroll_student(self.net, student_start, self.images, self.labels, self.syn_lr, **unroll_args)
+            result = unroll_student(self.net, theta_start, self.images, self.labels, self.syn_lr, **unroll_args)
             loss = outer(result.final, result.kept)
             loss_value, inner_losses = float(loss.detach()), result.inner_losses
             if not torch.isfinite(loss):
@@ -302,21 +351,26 @@ class TrajectoryMatching:
         if clamped:
             with torch.no_grad():
                 self.syn_lr.clamp_(min=cfg.min_syn_lr)
+        check_update(f"MTT images (iteration {iteration})", self.images, self.image_bound)
+        check_update(f"MTT syn_lr (iteration {iteration})", self.syn_lr, self.lr_bound)
         return {"loss": loss_value, "syn_lr": float(self.syn_lr.detach()), "syn_lr_clamped": clamped, "expert": k,
                 "start_epoch": float(start), "inner_loss": float(sum(inner_losses) / len(inner_losses)),
                 "inner_weight": weight}
 
     # -- Distiller protocol ----------------------------------------------------------------------
     def synthetic_set(self) -> SyntheticSet:
-        method = "AST" if self.config.with_ast().to_dict() == self.config.to_dict() else "MTT"
+        as_ast = any(self.config.with_ast(v).to_dict() == self.config.to_dict() for v in ("code", "paper"))
+        method = "AST" if as_ast else "MTT"
         return SyntheticSet(images_syn=self.images.detach().cpu().clone(), labels_syn=self.labels.cpu().clone(),
                             syn_lr=float(self.syn_lr.detach()), config={"method": method, **self.config.to_dict()},
                             provenance={"seed": self.seed}, dataset=self.data.name, ipc=self.config.ipc,
                             zca=self.zca is not None)
 
     def state_dict(self) -> dict[str, Any]:
+        # Deep copies: optimizer state dicts alias the live momentum buffers, and a state
+        # loaded into another distiller must not share them (its steps would move ours).
         return {"images": self.images.detach().cpu().clone(), "syn_lr": self.syn_lr.detach().cpu().clone(),
-                "opt_img": self.opt_img.state_dict(), "opt_lr": self.opt_lr.state_dict(),
+                "opt_img": copy.deepcopy(self.opt_img.state_dict()), "opt_lr": copy.deepcopy(self.opt_lr.state_dict()),
                 "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -69,7 +69,12 @@ class SyntheticSet:
     config : dict
         The method's configuration (a ``Config`` is converted with ``to_dict``).
     provenance : dict
-        Where the set came from: seed, iterations, source indices, versions...
+        Where the set came from. A distilled set returned by
+        :func:`~ddlib.distill_loop.run_distillation` has ``iterations`` (actually run),
+        ``iterations_planned``, ``method_config``, ``expert_store`` (folder, experts used and
+        manifest sha256, or ``None``), ``seed``, ``ddlib_version``, ``git_sha`` and
+        ``ddlib_source_sha256`` (:func:`ddlib.provenance.distillation_provenance`); coresets
+        record their source ``indices``.
     dataset : str
         Name of the real data set (``ImageDataset.name``).
     ipc : int
@@ -159,6 +164,10 @@ class SyntheticSet:
     def class_counts(self) -> torch.Tensor:
         """Images per class, int64 tensor ``(num_classes,)`` (all equal to ``ipc`` once built)."""
         return torch.bincount(self.labels_syn.cpu(), minlength=self.num_classes)
+
+    def with_provenance(self, **fields: Any) -> "SyntheticSet":
+        """Copy with ``fields`` added to (or replacing keys of) the provenance (JSON values)."""
+        return dataclasses.replace(self, provenance={**self.provenance, **fields})
 
     def to(self, device: str | torch.device) -> "SyntheticSet":
         """Copy with the tensors on ``device``."""

@@ -12,10 +12,16 @@ minimises
     L = \\underbrace{\\sum_c \\| \\overline{f_j(A_c(S_c))} - \\overline{f_j(A_c(B_c))} \\|^2}_{L_{MMD}}
         + \\alpha \\, \\underbrace{\\sum_c \\mathrm{CE}(g_k(A_c(S_c)), c)}_{L_{SDC}}
 
-with one siamese DSA draw ``A_c`` per class (real features without gradient; all classes
-batched as in :mod:`ddlib.dm`). ``CE`` is the mean cross-entropy over the class's images,
-so ``L_SDC`` is summed over classes like ``L_MMD``: the authors' code takes one image step
-per class on ``mmd_c + alpha * CE_c``, and the class sum keeps ``alpha``'s meaning
+with one shared augmentation draw ``A_c`` per class for the class's real and synthetic
+images (real features without gradient; all classes batched as in :mod:`ddlib.dm`). ``A``
+is by default the authors' code's (``augmentation="idc"``): IDC's
+``DiffAug('color_crop_cutout', batch=True)`` (:mod:`ddlib.data.diffaug`), which applies
+EVERY op (brightness, saturation, contrast, crop, cutout) on each call; ``"dsa"`` is MTT's
+DSA (one random op group per call), as in DM. The paper only says "augmentation".
+
+``CE`` is the mean cross-entropy over the class's images, so ``L_SDC`` is summed over
+classes like ``L_MMD``: the authors' code takes one image step per class on
+``mmd_c + alpha * CE_c``, and the class sum keeps ``alpha``'s meaning
 (``sdc_reduction="mean"`` gives the plain mean CE over all synthetic images instead).
 
 Pixels: TGDD works on un-normalised pixels. ``TGDD.pixels`` holds the synthetic images
@@ -26,7 +32,8 @@ authors' code). :meth:`TGDD.synthetic_set` returns NORMALISED images like every 
 
 Defaults (FACTS.md, "TGDD"): ``lr_img = 0.01 * ipc`` (``lr_img_per_ipc = 0.1`` for the
 ImageNet subsets), SGD momentum 0.5, 10,000 iterations, ``alpha`` 2.5 at IPC 1 and 10 and
-0.5 at IPC 50 (paper); the authors' code default is ``alpha = 1.0`` (``CODE_ALPHA``).
+0.5 at IPC 50 (paper); the authors' code default is ``alpha = 1.0`` (``CODE_ALPHA``);
+``batch_real = 128`` real images per class and iteration (``arg_condense.py``).
 
 Not reproduced from the code: its per-class image steps (one SGD step per class; here one
 step per iteration on the class-summed loss, the same gradient per image) and its clamp at
@@ -45,9 +52,11 @@ from torch import nn
 from .compiled import maybe_compile
 from .config import Config
 from .data.augment import DSA
+from .data.diffaug import DiffAug, DiffAugConfig
 from .data.dataset import ImageDataset
 from .dm import (augment_by_class, check_real_chunk, dm_loss, image_step, real_init, resolve_real_chunk,
                  sample_real_by_class)
+from .distill_loop import check_update, guard_bound, saturation_flags
 from .functional import ParamLayout, load_flat_params
 from .runtime import derive_seed, make_generator, resolve_device
 from .synthetic import SyntheticSet
@@ -84,9 +93,13 @@ class TGDDConfig(Config):
     region_length : int
         ``L``: the region epoch ``k`` lies in ``[j, min(j + L - 1, E)]``.
     batch_real : int
-        Real images per class and iteration.
+        Real images per class and iteration (code, ``arg_condense.py``: 128).
     dsa : bool
-        Siamese DSA (ablation "+ augmentation").
+        Augment real and synthetic images with one shared draw per class (ablation
+        "+ augmentation"); ``augmentation`` says which.
+    augmentation : {"idc", "dsa"}
+        ``"idc"`` (the authors' code): IDC ``DiffAug('color_crop_cutout', batch=True)``, every
+        op on every call; ``"dsa"``: MTT's siamese DSA, one random op group per call.
     init : {"real", "noise"}
         Random real images of the class, or ``clamp(N(0, 1) / 4 + 0.5, 0, 1)`` pixels (code).
     clamp : bool
@@ -111,7 +124,7 @@ class TGDDConfig(Config):
     lr_img_per_ipc: float = 0.01
     alpha: float | None = None
     region_length: int = 7
-    batch_real: int = 256
+    batch_real: int = 128  # TGDD arg_condense.py --batch_real
     dsa: bool = True
     init: Literal["real", "noise"] = "real"
     clamp: bool = True
@@ -120,6 +133,7 @@ class TGDDConfig(Config):
     sdc_reduction: Literal["class_sum", "mean"] = "class_sum"
     compile: bool = False
     real_chunk: int | None = None
+    augmentation: Literal["idc", "dsa"] = "idc"  # TGDD common.py diffaug(): DiffAug(batch=True)
 
     def validate(self) -> None:
         check_real_chunk(self.real_chunk)
@@ -233,7 +247,7 @@ class TGDD:
             raise ValueError(f"trajectory 0 has num_epochs={first.num_epochs}")
         self.layout.check(first.snapshot(0))
         self.generator = make_generator(derive_seed(seed, "distill"))
-        self.augment = DSA() if config.dsa else None
+        self.augment = _matching_augmentation(config)
         if config.init == "noise":
             labels = torch.arange(data.num_classes).repeat_interleave(config.ipc)
             noise = torch.randn((len(labels), data.channel, *data.im_size), generator=self.generator)
@@ -245,6 +259,7 @@ class TGDD:
         self.pixels = pixels.to(self.device).requires_grad_(True)
         self.labels = labels.to(self.device)
         self.opt_img = torch.optim.SGD([self.pixels], lr=config.effective_lr_img, momentum=0.5)
+        self.pixel_bound = guard_bound(data, pixels=True)  # the update guard (distill_loop.check_update)
 
     # -- one outer iteration ---------------------------------------------------------------------
     def _trajectory(self, m: int) -> Any:
@@ -285,6 +300,7 @@ class TGDD:
         if cfg.clamp:
             with torch.no_grad():
                 self.pixels.clamp_(0.0, 1.0)
+        check_update(f"TGDD pixels (iteration {iteration})", self.pixels, self.pixel_bound)
         return {"loss": float(loss.detach()), "mmd": float(mmd.detach()), "sdc": float(sdc.detach()),
                 "m": m, "j": j, "k": k}
 
@@ -308,9 +324,20 @@ class TGDD:
         self.opt_img.load_state_dict(state["opt_img"])
         self.generator.set_state(state["generator"])
 
+    def diagnose(self) -> dict[str, str]:
+        """``{"saturated": ...}`` when the pixels diverged into the clamp (see ``distill_loop.saturation_flags``)."""
+        return saturation_flags(self.pixels)
+
     def fingerprint(self) -> dict[str, Any]:
         return {"method": "tgdd", "config": self.config.to_dict(), "seed": self.seed, "dataset": self.data.name,
                 "num_params": self.layout.numel, "experts": len(self.source)}
+
+
+def _matching_augmentation(config: TGDDConfig) -> DiffAug | DSA | None:
+    """The augmentation shared by a class's real and synthetic batch (``.siamese``), or ``None``."""
+    if not config.dsa:
+        return None
+    return DiffAug(DiffAugConfig(strategy="color_crop_cutout", batch=True)) if config.augmentation == "idc" else DSA()
 
 
 def _clone(net: nn.Module) -> nn.Module:

@@ -36,6 +36,7 @@ from torch import nn
 from .data.dataset import ImageDataset
 from .distill_loop import DistillResult, run_distillation
 from .experts import ExpertConfig, train_expert
+from .fileio import read_json, write_json
 from .functional import load_flat_params
 from .models import MODEL_NAMES
 from .results import peak_memory_mb
@@ -165,13 +166,14 @@ def timed_distillation(method: Any, iterations: int, folder: str | Path, *, devi
     digest = hashlib.sha256(json.dumps(method.fingerprint(), sort_keys=True, default=str).encode()).hexdigest()
     checkpoint = Path(folder) / f"{prefix}{digest[:12]}.pt"
     sidecar = checkpoint.with_suffix(".cost.json")
-    earlier = json.loads(sidecar.read_text()) if checkpoint.exists() and sidecar.exists() else None
+    earlier = (read_json(sidecar, "cost record", fix=f"delete it and the checkpoint {str(checkpoint)!r} to "
+                         "re-measure the run") if checkpoint.exists() and sidecar.exists() else None)
     result, cost = measure_run(lambda: run_distillation(method, iterations, checkpoint_path=checkpoint,
                                                         progress=progress), device)
     if earlier is not None:
         stored = RunCost(earlier["wall_time_s"], earlier["peak_memory_mb"], earlier["memory_method"])
         cost = stored if earlier["iterations"] >= result.iterations_done else stored.plus(cost)
-    sidecar.write_text(json.dumps({**dataclasses.asdict(cost), "iterations": result.iterations_done}))
+    write_json(sidecar, {**dataclasses.asdict(cost), "iterations": result.iterations_done})
     return result, cost
 
 

@@ -11,10 +11,12 @@ One folder holds one buffer::
 
 Every file is written atomically (temporary file in the same folder, ``fsync``,
 ``os.replace``), so a crash (even ``kill -9``) leaves either the old or the new version.
-The manifest is rewritten after each finished expert; the partial checkpoint is rewritten
-after every epoch and removed once its expert is recorded in the manifest. Rerunning
-:func:`generate_experts` with the same arguments continues where the crash happened and
-produces bit-identical trajectories.
+The manifest is rewritten after each finished expert; the partial checkpoint (with its own
+sha256 header, checked on resume) is rewritten after every epoch and removed once its expert
+is recorded in the manifest. Rerunning :func:`generate_experts` with the same arguments
+continues where the crash happened and produces bit-identical trajectories. A writer holds
+``root/.lock`` (:func:`ddlib.locks.file_lock`), so a second run generating the same store
+waits and then reuses the first run's experts.
 """
 from __future__ import annotations
 
@@ -22,26 +24,27 @@ import hashlib
 import json
 import logging
 import os
-import types
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 from tqdm import tqdm
 
-from .config import Config
 from .data.dataset import ImageDataset
 from .experts import ExpertConfig, ExpertState, Trajectory, build_expert_model, train_expert
-from .fileio import TMP_PREFIX as _TMP_PREFIX
 from .fileio import atomic_write as _atomic_write
+from .fileio import checked_torch_bytes, read_checked_torch
 from .fileio import json_normalise as _json_normalise
 from .fileio import ExpertFileStore, read_json_manifest
 from .fileio import torch_bytes as _torch_bytes
 from .functional import ParamLayout
+from .fingerprints import _differences, dataset_fingerprint, describe_loss_hook
+from .locks import LOCK_NAME, clean_stale_temporaries, file_lock
 from .runtime import derive_seed
 from .train import LossHook, cross_entropy_hook
 
-__all__ = ["TrajectoryStore", "generate_experts", "describe_loss_hook", "dataset_fingerprint", "MANIFEST_NAME"]
+__all__ = ["TrajectoryStore", "generate_experts", "describe_loss_hook", "dataset_fingerprint", "store_differences",
+           "MANIFEST_NAME"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,42 +54,6 @@ _REQUIRED_KEYS = (
     "format_version", "dataset", "arch", "model_kwargs", "channel", "num_classes", "im_size",
     "param_names", "param_shapes", "num_params", "dtype", "epochs", "config", "loss_hook", "seed", "experts",
 )
-
-
-# ---------------------------------------------------------------------- helpers
-def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
-    """Human-readable list of the leaves where two JSON-like values differ."""
-    if isinstance(stored, dict) and isinstance(wanted, dict):
-        out = []
-        for key in sorted(set(stored) | set(wanted), key=str):
-            name = f"{prefix}.{key}" if prefix else str(key)
-            if key not in stored:
-                out.append(f"{name}: missing in the stored manifest, requested {wanted[key]!r}")
-            elif key not in wanted:
-                out.append(f"{name}: stored {stored[key]!r}, not part of the request")
-            else:
-                out.extend(_differences(stored[key], wanted[key], name))
-        return out
-    return [] if stored == wanted else [f"{prefix}: stored {stored!r}, requested {wanted!r}"]
-
-
-def describe_loss_hook(hook: LossHook) -> dict[str, Any]:
-    """``{"name": function or class name, "config": hook.to_dict() if the hook is a Config else None}``."""
-    if isinstance(hook, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
-        name = hook.__qualname__
-    else:
-        name = type(hook).__qualname__
-    return {"name": name, "config": hook.to_dict() if isinstance(hook, Config) else None}
-
-
-def dataset_fingerprint(data: ImageDataset) -> str:
-    """sha256 (hex) of the train and test images and labels, to detect a different data set under one name."""
-    digest = hashlib.sha256()
-    for tensor in (data.images_train, data.labels_train, data.images_test, data.labels_test):
-        array = tensor.detach().to("cpu").contiguous().numpy()
-        digest.update(repr((str(array.dtype), array.shape)).encode())
-        digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()
 
 
 def _manifest_header(data: ImageDataset, config: ExpertConfig, seed: int, loss_hook: LossHook) -> dict[str, Any]:
@@ -104,6 +71,20 @@ def _manifest_header(data: ImageDataset, config: ExpertConfig, seed: int, loss_h
         "num_params": layout.numel, "dtype": config.storage_dtype, "epochs": config.epochs,
         "config": config.to_dict(), "loss_hook": describe_loss_hook(loss_hook), "seed": seed,
     })
+
+
+def store_differences(manifest: dict[str, Any], data: ImageDataset, config: ExpertConfig, seed: int,
+                      loss_hook: LossHook = cross_entropy_hook) -> list[str]:
+    """Where a store's manifest differs from a request (data fingerprint, config, seed, loss hook, layout).
+
+    Returns
+    -------
+    list of str
+        One ``"<key>: stored <value>, requested <value>"`` per differing leaf; empty when the
+        store was made for exactly this request.
+    """
+    stored = {k: v for k, v in manifest.items() if k != "experts"}
+    return _differences(stored, _manifest_header(data, config, seed, loss_hook))
 
 
 def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
@@ -239,18 +220,99 @@ class TrajectoryStore(ExpertFileStore):
 
 # ---------------------------------------------------------------------- writing
 def _load_partial(path: Path, k: int, expert_seed: int, config: ExpertConfig) -> ExpertState | None:
-    """The resume state in ``path``, or ``None`` (with a warning) if it is unreadable or does not match."""
+    """The resume state in ``path``, or ``None`` (with a warning) if it was written for other settings.
+
+    Raises
+    ------
+    ValueError
+        The file is corrupt (sha256 mismatch, truncated, unreadable), naming it and the fix.
+    """
+    payload = read_checked_torch(path, f"partial checkpoint of expert {k}",
+                                 f"delete it to retrain expert {k} from epoch 0")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict):
+            raise ValueError(f"checkpoint holds a {type(payload).__name__}, not a dict")
         if payload.get("format_version") != FORMAT_VERSION or payload.get("expert") != k:
             raise ValueError(f"checkpoint is for expert {payload.get('expert')!r}, "
                              f"format {payload.get('format_version')!r}")
         if payload.get("seed") != expert_seed or payload.get("config") != _json_normalise(config.to_dict()):
             raise ValueError("checkpoint was written with another seed or config")
         return ExpertState.from_dict(payload["state"])
-    except Exception as error:  # a damaged checkpoint only costs the time to retrain this expert
+    except Exception as error:  # an intact checkpoint of other settings only costs the time to retrain
         logger.warning("ignoring checkpoint %s (%s); expert %d restarts from epoch 0", path, error, k)
         return None
+
+
+def _open_for_writing(root: Path, header: dict[str, Any], num_experts: int) -> dict[str, Any]:
+    """The manifest of the store at ``root`` (created from ``header`` if absent), checked against ``header``.
+
+    Partial checkpoints of experts the manifest already records are removed (a crash between
+    the manifest write and their deletion leaves them behind).
+    """
+    if not (root / MANIFEST_NAME).exists():
+        manifest = dict(header, experts=[])
+        _write_manifest(root, manifest)
+        logger.info("created trajectory store %s for %d experts", root, num_experts)
+        return manifest
+    manifest = _read_manifest(root)
+    stored = {k: v for k, v in manifest.items() if k != "experts"}
+    diffs = _differences(stored, header)
+    if diffs:
+        raise ValueError(f"the trajectory store {str(root)!r} was made with other settings; "
+                         f"differences: {'; '.join(diffs)}. Use another folder, or delete this one to "
+                         "regenerate it")
+    for record in manifest["experts"]:
+        path = root / record["file"]
+        if not path.is_file() or path.stat().st_size != record["nbytes"]:
+            raise ValueError(f"finished expert file {str(path)!r} is missing or has the wrong size; "
+                             "delete the store or restore the file")
+        (root / f"expert_{record['index']:03d}.partial.pt").unlink(missing_ok=True)
+    logger.info("resuming trajectory store %s: %d of %d experts done", root, len(manifest["experts"]), num_experts)
+    return manifest
+
+
+def _train_missing(root: Path, manifest: dict[str, Any], data: ImageDataset, config: ExpertConfig,
+                   num_experts: int, seed: int, loss_hook: LossHook, device: str | torch.device, progress: bool,
+                   on_epoch: Callable[[int, ExpertState], None] | None) -> None:
+    """Train experts ``len(manifest["experts"]) .. num_experts - 1`` into ``root`` (caller holds the lock)."""
+    done = len(manifest["experts"])
+    bar = tqdm(total=num_experts * config.epochs, initial=min(done, num_experts) * config.epochs,
+               disable=not progress, desc="experts", unit="epoch")
+    try:
+        for k in range(done, num_experts):
+            expert_seed = derive_seed(seed, "expert", k)
+            partial = root / f"expert_{k:03d}.partial.pt"
+            start = _load_partial(partial, k, expert_seed, config) if partial.exists() else None
+            if start is not None:
+                logger.info("expert %d: resuming from epoch %d", k, start.epoch)
+                bar.update(start.epoch)
+
+            def checkpoint(state: ExpertState, k: int = k, expert_seed: int = expert_seed,
+                           partial: Path = partial) -> None:
+                _atomic_write(partial, checked_torch_bytes({
+                    "format_version": FORMAT_VERSION, "expert": k, "seed": expert_seed,
+                    "config": _json_normalise(config.to_dict()), "state": state.to_dict(),
+                }))
+                bar.update(1)
+                bar.set_postfix(expert=k, test_acc=f"{state.test_accuracy[-1]:.3f}")
+                if on_epoch is not None:
+                    on_epoch(k, state)
+
+            trajectory = train_expert(data, config, expert_seed, loss_hook=loss_hook, device=device,
+                                      on_epoch=checkpoint, start=start)
+            payload = _torch_bytes(trajectory.snapshots.to(config.torch_storage_dtype).clone())
+            name = f"expert_{k:03d}.pt"
+            _atomic_write(root / name, payload)
+            manifest["experts"].append({
+                "index": k, "seed": expert_seed, "file": name,
+                "sha256": hashlib.sha256(payload).hexdigest(), "nbytes": len(payload),
+                "train_loss": trajectory.train_loss, "test_accuracy": trajectory.test_accuracy,
+            })
+            _write_manifest(root, manifest)
+            partial.unlink(missing_ok=True)
+            logger.info("expert %d done: final test accuracy %.4f", k, trajectory.test_accuracy[-1])
+    finally:
+        bar.close()
 
 
 def generate_experts(
@@ -293,7 +355,13 @@ def generate_experts(
     ------
     ValueError
         ``root`` already holds a store whose data set, config, seed, loss hook or layout
-        differ from the request (naming each difference).
+        differ from the request (naming each difference), or a partial checkpoint that is
+        corrupt (naming it: delete it to retrain that expert).
+
+    Notes
+    -----
+    A second process (or thread) generating the same ``root`` waits on ``root/.lock`` until
+    the first is done, then trains only what is still missing.
     """
     if isinstance(num_experts, bool) or not isinstance(num_experts, int) or num_experts < 1:
         raise ValueError(f"num_experts={num_experts!r}: expected an int >= 1")
@@ -301,63 +369,10 @@ def generate_experts(
         raise TypeError(f"config must be an ExpertConfig; got {type(config).__name__}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(_TMP_PREFIX + "*"):  # left by a crash in the middle of a write
-        stale.unlink(missing_ok=True)
     header = _manifest_header(data, config, seed, loss_hook)
-    if (root / MANIFEST_NAME).exists():
-        manifest = _read_manifest(root)
-        stored = {k: v for k, v in manifest.items() if k != "experts"}
-        diffs = _differences(stored, header)
-        if diffs:
-            raise ValueError(f"the trajectory store {str(root)!r} was made with other settings; "
-                             f"differences: {'; '.join(diffs)}")
-        for record in manifest["experts"]:
-            path = root / record["file"]
-            if not path.is_file() or path.stat().st_size != record["nbytes"]:
-                raise ValueError(f"finished expert file {str(path)!r} is missing or has the wrong size; "
-                                 "delete the store or restore the file")
-        logger.info("resuming trajectory store %s: %d of %d experts done", root, len(manifest["experts"]), num_experts)
-    else:
-        manifest = dict(header, experts=[])
-        _write_manifest(root, manifest)
-        logger.info("created trajectory store %s for %d experts", root, num_experts)
-
-    done = len(manifest["experts"])
-    bar = tqdm(total=num_experts * config.epochs, initial=min(done, num_experts) * config.epochs,
-               disable=not progress, desc="experts", unit="epoch")
-    try:
-        for k in range(done, num_experts):
-            expert_seed = derive_seed(seed, "expert", k)
-            partial = root / f"expert_{k:03d}.partial.pt"
-            start = _load_partial(partial, k, expert_seed, config) if partial.exists() else None
-            if start is not None:
-                logger.info("expert %d: resuming from epoch %d", k, start.epoch)
-                bar.update(start.epoch)
-
-            def checkpoint(state: ExpertState, k: int = k, expert_seed: int = expert_seed,
-                           partial: Path = partial) -> None:
-                _atomic_write(partial, _torch_bytes({
-                    "format_version": FORMAT_VERSION, "expert": k, "seed": expert_seed,
-                    "config": _json_normalise(config.to_dict()), "state": state.to_dict(),
-                }))
-                bar.update(1)
-                bar.set_postfix(expert=k, test_acc=f"{state.test_accuracy[-1]:.3f}")
-                if on_epoch is not None:
-                    on_epoch(k, state)
-
-            trajectory = train_expert(data, config, expert_seed, loss_hook=loss_hook, device=device,
-                                      on_epoch=checkpoint, start=start)
-            payload = _torch_bytes(trajectory.snapshots.to(config.torch_storage_dtype).clone())
-            name = f"expert_{k:03d}.pt"
-            _atomic_write(root / name, payload)
-            manifest["experts"].append({
-                "index": k, "seed": expert_seed, "file": name,
-                "sha256": hashlib.sha256(payload).hexdigest(), "nbytes": len(payload),
-                "train_loss": trajectory.train_loss, "test_accuracy": trajectory.test_accuracy,
-            })
-            _write_manifest(root, manifest)
-            partial.unlink(missing_ok=True)
-            logger.info("expert %d done: final test accuracy %.4f", k, trajectory.test_accuracy[-1])
-    finally:
-        bar.close()
+    # One writer at a time: a second run waits here, then finds the first run's experts finished.
+    with file_lock(root / LOCK_NAME, f"trajectory store {root}"):
+        clean_stale_temporaries(root)  # only files whose writing process is gone
+        manifest = _open_for_writing(root, header, num_experts)
+        _train_missing(root, manifest, data, config, num_experts, seed, loss_hook, device, progress, on_epoch)
     return TrajectoryStore.open(root)

@@ -10,12 +10,19 @@ every trajectory-matching method.
 respect to the images and ``syn_lr`` in memory that does not grow with ``syn_steps``:
 it replays the unroll by exact recomputation (reverse-mode differentiation by hand,
 one step's graph at a time) instead of keeping the graph of every step.
+
+Both take ``gradient="tesla"`` for the approximation that MCT's code uses (TESLA, Cui et
+al., ICML 2023; constant memory there, where the alternative is MTT's full graph): each
+step's cross-entropy gradient is taken at *detached* student weights, so the images and
+``syn_lr`` receive only each step's direct contribution and the cross-step (Hessian) terms
+through later steps are dropped. ``"exact"`` (the default) differentiates through every
+step, as MTT does.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Collection
+from typing import Callable, Collection, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +31,15 @@ from torch import nn
 from .functional import functional_forward
 
 __all__ = ["UnrollResult", "unroll_student", "matching_loss", "batch_schedule", "MatchingGradients",
-           "matching_gradients"]
+           "matching_gradients", "GRADIENTS"]
+
+#: How the outer loss is differentiated through the inner steps (see the module docstring).
+GRADIENTS = ("exact", "tesla")
+
+
+def _check_gradient(gradient: str) -> None:
+    if gradient not in GRADIENTS:
+        raise ValueError(f"gradient={gradient!r}: expected one of {GRADIENTS}")
 
 
 @dataclasses.dataclass
@@ -78,6 +93,7 @@ def unroll_student(
     loss_weight: float = 1.0,
     momentum: float = 0.0,
     keep_steps: Collection[int] = (),
+    gradient: Literal["exact", "tesla"] = "exact",
 ) -> UnrollResult:
     """Train a functional student for ``syn_steps`` SGD steps on the synthetic set.
 
@@ -103,9 +119,15 @@ def unroll_student(
         Heavy-ball momentum of the student (0 = plain SGD as in MTT; the AST code uses 0.9).
     keep_steps : collection of int
         Steps (1-based counts of completed steps) whose parameters are returned in ``kept``.
+    gradient : {"exact", "tesla"}
+        ``"exact"``: every step's gradient is a function of the previous steps' parameters
+        (MTT). ``"tesla"``: it is taken at detached parameters, so ``final`` depends on the
+        images and ``syn_lr`` only through each step's own term (MCT's code; the graph still
+        grows with ``syn_steps`` here, :func:`matching_gradients` gives it in flat memory).
     """
     if syn_steps < 1:
         raise ValueError(f"syn_steps={syn_steps}: expected >= 1")
+    _check_gradient(gradient)
     params = start.detach().clone().requires_grad_(True)
     velocity = torch.zeros_like(params)
     kept: dict[int, torch.Tensor] = {}
@@ -114,8 +136,10 @@ def unroll_student(
         batch = images[index]
         if augment is not None:
             batch = augment(batch, generator)
-        loss = loss_weight * F.cross_entropy(functional_forward(net, params, batch), labels[index])
-        grad = torch.autograd.grad(loss, params, create_graph=True)[0]
+        # TESLA: a fresh leaf cuts the path from this step's gradient back to earlier steps.
+        at = params.detach().requires_grad_(True) if gradient == "tesla" else params
+        loss = loss_weight * F.cross_entropy(functional_forward(net, at, batch), labels[index])
+        grad = torch.autograd.grad(loss, at, create_graph=True)[0]
         if momentum:
             velocity = momentum * velocity + grad
             params = params - syn_lr * velocity
@@ -188,6 +212,7 @@ def matching_gradients(
     loss_weight: float = 1.0,
     momentum: float = 0.0,
     keep_steps: Collection[int] = (),
+    gradient: Literal["exact", "tesla"] = "exact",
 ) -> MatchingGradients:
     """Gradients of an outer loss of the unrolled student, by exact recomputation.
 
@@ -225,6 +250,17 @@ def matching_gradients(
     momentum : float
         Heavy-ball momentum of the student, as in :func:`unroll_student` (0 = plain SGD).
         With momentum one more ``(P,)`` vector per step is stored.
+    gradient : {"exact", "tesla"}
+        ``"tesla"`` sets ``H_k = 0`` above: the adjoint ``a`` is not pulled back through
+        the steps' Hessians, so ``dL/dX = sum_k J_k^T b_k`` with ``J_k`` taken at the
+        (detached) ``theta_k``, and ``dL/dlr = -sum_k <v_{k+1}, a_{k+1}>``. For plain SGD
+        and MTT's loss this is MCT's code: ``b_k = -lr dL/dtheta_N`` with ``lr =
+        syn_lr.item()``, i.e. ``dL/dX = (2 / D) sum_k J_k^T (lr (target - start) + lr^2
+        sum_j grad_j)``, ``D = ||start - target||^2``. Equal to ``"exact"`` for
+        ``syn_steps = 1`` (no later step). Against MTT's full-graph unroll TESLA saves memory;
+        against this recomputation it saves only the pull-back to the parameters, and the
+        double backward to the images, which both need, dominates (CPU, mini scale: about
+        the same time per iteration).
 
     Returns
     -------
@@ -235,12 +271,14 @@ def matching_gradients(
     Raises
     ------
     ValueError
-        For ``syn_steps < 1`` or ``momentum`` outside ``[0, 1)``, before any computation.
+        For ``syn_steps < 1``, ``momentum`` outside ``[0, 1)`` or an unknown ``gradient``,
+        before any computation.
     """
     if syn_steps < 1:
         raise ValueError(f"syn_steps={syn_steps}: expected >= 1")
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"momentum={momentum}: expected 0 <= momentum < 1")
+    _check_gradient(gradient)
     lr = syn_lr.detach()
     data = images.detach()
     schedule = batch_schedule(len(images), batch_syn, syn_steps, generator)
@@ -303,7 +341,10 @@ def matching_gradients(
         with torch.no_grad():
             total_v = adjoint_v - lr * adjoint  # b: the adjoint of v_{k+1} = m v_k + grad_k
             d_lr -= torch.dot(velocities[k + 1] if velocities is not None else grad.detach(), adjoint)
-        hvp, vjp_x = torch.autograd.grad(grad, (params, x), grad_outputs=total_v, allow_unused=True)
+        if gradient == "tesla":  # H_k = 0: no pull-back through the parameters
+            hvp, (vjp_x,) = None, torch.autograd.grad(grad, (x,), grad_outputs=total_v, allow_unused=True)
+        else:
+            hvp, vjp_x = torch.autograd.grad(grad, (params, x), grad_outputs=total_v, allow_unused=True)
         with torch.no_grad():
             if vjp_x is not None:
                 d_images += vjp_x

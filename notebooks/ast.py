@@ -420,6 +420,7 @@ if scale == "paper":
                 for i, acc in enumerate(outcome.final["last"]):
                     sub_recorder.add("Table 5", method, "test_acc", 100 * acc, ipc=ipc, seed=seed,
                                      config={**outcome.record_config(), "eval_run": i})
+        sub_recorder.finish()
     table5 = ddlib.side_by_side(ddlib.read_records(Path(out_dir)).query("experiment == 'Table 5'"), "AST", "Table 5",
                                 by=("dataset", "method", "ipc"))
 else:
@@ -669,6 +670,7 @@ claim("Table 8", "AST costs about as much per iteration as MTT (less than 1.5 x)
 # differences of a point or less are within the evaluation noise (the std columns above).
 
 # %%
+recorder.finish()  # the run is complete: the summary reads only complete runs
 claims = ddlib.read_records(recorder.path).query("metric == 'claim_holds'")
 pd.DataFrame({"experiment": claims["experiment"], "claim": [c["claim"] for c in claims["config"]],
               "holds": ["yes" if v else "no" for v in claims["value"]],

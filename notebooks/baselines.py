@@ -161,3 +161,4 @@ display(Markdown(ddlib.record_claim(
     ours=f"best coreset {means.drop('Full dataset').max():.1f}% vs full {means['Full dataset'].max():.1f}%",
     paper=(f"CIFAR-10 full data set {paper_c10[paper_c10['method'] == 'Full dataset']['value'].max()}% vs best "
            f"coreset {paper_c10[paper_c10['method'].isin(makers)]['value'].max()}%"))))
+recorder.finish()  # the run is complete: the summary reads only complete runs

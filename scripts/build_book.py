@@ -8,14 +8,20 @@ Steps, per notebook in ``notebooks/*.py`` (jupytext percent format):
 3. place the executed copy where ``_toc.yml`` expects it inside a staging copy of the
    book sources (``<build-dir>/src``), so executed notebooks are never committed.
 A failed notebook is reported with its failing cell and error; the other notebooks'
-outputs are kept, and the book is not built. Finally ``jupyter-book build`` runs with
-``-W -n --keep-going``. Time per notebook is printed.
+outputs are kept, and the book is not built. Typos fail instead of being ignored: ``--only``
+with an unknown chapter exits with status 2 listing the chapters, and a parameter that a
+notebook's ``parameters`` cell does not declare fails that notebook (papermill only warns). Finally ``jupyter-book build`` runs with
+``-W -n --keep-going``. Time per notebook is printed. Chapters run ``--jobs`` at a time
+(default 2: each kernel keeps to one CPU thread below paper scale); the summary runs last.
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import concurrent.futures
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -28,6 +34,8 @@ BOOK_FILES = ("_config.yml", "_toc.yml")
 # Notebooks that read the other notebooks' results: re-executed when any result changes,
 # and executed after all others.
 AGGREGATORS = ("summary",)
+# Chapters that take longest at mini scale start first, so two workers finish close together.
+LONGEST_FIRST = ("ast", "tgdd", "mct", "baselines")
 # Files outside notebooks/ and ddlib/ that a notebook reads: a change re-executes it.
 EXTRA_INPUTS = {"performance": ("benchmarks/results/bench.json", "benchmarks/reference.json")}
 
@@ -55,15 +63,36 @@ def cache_key(notebook: Path, parameters: dict, results: Path) -> str:
     return digest.hexdigest()
 
 
+def declared_parameters(cells: list) -> set[str] | None:
+    """Names assigned in the ``parameters``-tagged cell among ``cells`` (``None``: no such cell)."""
+    for cell in cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            tree = ast.parse(cell.source)
+            return {target.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                    for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                    if isinstance(target, ast.Name)}
+    return None
+
+
 def execute(notebook: Path, executed: Path, parameters: dict) -> tuple[bool, str]:
-    """Convert and execute one notebook; return (ok, error text)."""
+    """Convert and execute one notebook; return (ok, error text).
+
+    A parameter the notebook's ``parameters`` cell does not declare fails the notebook
+    before it runs (papermill would only warn and inject it anyway).
+    """
     import jupytext
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    converted = jupytext.read(notebook, fmt="py:percent")
+    declared = declared_parameters(converted.cells)
+    if unknown := sorted(set(parameters) - (declared or set())):
+        where = "has no parameters cell" if declared is None else f"declares {sorted(declared)}"
+        return False, (f"{notebook}: parameter(s) {unknown} are not declared in its parameters cell (the notebook "
+                       f"{where}); fix the name or add it to the cell tagged 'parameters'")
     executed.parent.mkdir(parents=True, exist_ok=True)
     source = executed.with_suffix(".source.ipynb")
-    jupytext.write(jupytext.read(notebook, fmt="py:percent"), source)
+    jupytext.write(converted, source)
     try:
         papermill.execute_notebook(
             str(source), str(executed), parameters=parameters, kernel_name="python3", language="python",
@@ -75,6 +104,17 @@ def execute(notebook: Path, executed: Path, parameters: dict) -> tuple[bool, str
         source.unlink(missing_ok=True)
     tag_parameter_cells(executed)
     return True, ""
+
+
+def timed_execute(notebook: Path, executed: Path, parameters: dict) -> tuple[bool, str, float]:
+    """:func:`execute` with its wall time; runs in a worker process when chapters run side by side."""
+    print(f"[book] {notebook.stem}: executing ...", flush=True)
+    start = time.perf_counter()
+    try:
+        ok, error = execute(notebook, executed, parameters)
+    except Exception as err:  # a worker must report, not die: the other chapters go on
+        ok, error = False, f"{type(err).__name__}: {err}"
+    return ok, error, time.perf_counter() - start
 
 
 def tag_parameter_cells(path: Path) -> None:
@@ -112,7 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-dir", default=None)
     parser.add_argument("--only", nargs="*", default=None, help="notebook stems to execute (default: all)")
     parser.add_argument("--no-build", action="store_true", help="execute notebooks only")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="notebooks executed side by side (default: 2, or 1 on a one-core machine)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: expected at least 1")
+    chapters = sorted(nb.stem for nb in (ROOT / "notebooks").glob("*.py"))
+    if args.only is not None and (unknown := sorted(set(args.only) - set(chapters))):
+        parser.error(f"--only {' '.join(unknown)}: no such chapter; the chapters are {', '.join(chapters)}")
     # Kernels inherit this: PyTorch backs large CPU tensors with transparent huge pages
     # (faster, same values; see the Makefile). An explicit setting of the caller wins.
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
@@ -126,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                        key=lambda nb: (nb.stem in AGGREGATORS, toc.find(f"book/notebooks/{nb.stem}"), nb.stem))
     if args.only:
         notebooks = [nb for nb in notebooks if nb.stem in args.only]
-    failures, timings = [], []
+    failures, timings, pending = [], [], []
     for notebook in notebooks:
         parameters = {
             "scale": args.scale, "device": args.device, "data_root": args.data_root,
@@ -134,24 +181,49 @@ def main(argv: list[str] | None = None) -> int:
         }
         executed = src / "book" / "notebooks" / f"{notebook.stem}.ipynb"
         key_file = build / "keys" / f"{notebook.stem}.key"
-        key = cache_key(notebook, parameters, build / "results")
-        if executed.exists() and key_file.exists() and key_file.read_text() == key:
-            print(f"[book] {notebook.stem}: unchanged, not re-executed", flush=True)
-            timings.append((notebook.stem, "cached"))
-            continue
-        print(f"[book] {notebook.stem}: executing at scale={args.scale} ...", flush=True)
-        start = time.perf_counter()
-        ok, error = execute(notebook, executed, parameters)
-        seconds = time.perf_counter() - start
+        if notebook.stem not in AGGREGATORS:  # an aggregator's key depends on the others' results: computed later
+            key = cache_key(notebook, parameters, build / "results")
+            if executed.exists() and key_file.exists() and key_file.read_text() == key:
+                print(f"[book] {notebook.stem}: unchanged, not re-executed", flush=True)
+                timings.append((notebook.stem, "cached"))
+                continue
+        pending.append((notebook, executed, key_file, parameters))
+
+    def finished(item, ok: bool, error: str, seconds: float) -> None:
+        notebook, _, key_file, parameters = item
         timings.append((notebook.stem, f"{seconds:.1f} s"))
         if ok:
             key_file.parent.mkdir(parents=True, exist_ok=True)
-            key_file.write_text(key)
+            key_file.write_text(cache_key(notebook, parameters, build / "results"))
             print(f"[book] {notebook.stem}: done in {seconds:.1f} s", flush=True)
         else:
             key_file.unlink(missing_ok=True)
             failures.append(notebook.stem)
             print(f"[book] {notebook.stem}: FAILED after {seconds:.1f} s\n{error}", file=sys.stderr, flush=True)
+
+    # Chapters run side by side (each kernel keeps to one CPU thread below paper scale), the
+    # longest first; shared experts are trained once under a file lock. Aggregators run last.
+    chapters_first = sorted((item for item in pending if item[0].stem not in AGGREGATORS),
+                            key=lambda item: LONGEST_FIRST.index(item[0].stem)
+                            if item[0].stem in LONGEST_FIRST else len(LONGEST_FIRST))
+    if chapters_first:
+        jobs = max(1, min(args.jobs, len(chapters_first)))
+        print(f"[book] executing {len(chapters_first)} notebook(s), {jobs} at a time, at scale={args.scale} ...",
+              flush=True)
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = {pool.submit(timed_execute, nb, executed, parameters): (nb, executed, key_file, parameters)
+                       for nb, executed, key_file, parameters in chapters_first}
+            for future in concurrent.futures.as_completed(futures):
+                finished(futures[future], *future.result())
+    for item in (item for item in pending if item[0].stem in AGGREGATORS):
+        notebook, executed, key_file, parameters = item
+        key = cache_key(notebook, parameters, build / "results")
+        if executed.exists() and key_file.exists() and key_file.read_text() == key:
+            print(f"[book] {notebook.stem}: unchanged, not re-executed", flush=True)
+            timings.append((notebook.stem, "cached"))
+            continue
+        finished(item, *timed_execute(notebook, executed, parameters))
     print("[book] time per notebook: " + ", ".join(f"{n} {t}" for n, t in timings), flush=True)
     if failures:
         print(f"[book] failed notebooks: {failures}; the book was not built "

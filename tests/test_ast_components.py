@@ -9,9 +9,10 @@ from torch import nn
 
 from ddlib.ast_components import (
     SmoothExpertLoss, _nearest_distinct, average_variation, balanced_loss_weight, class_features,
-    clip_factor, gradient_penalty, intermediate_points, intermediate_weights, perturb_weights,
+    clip_factor, gradient_penalty, input_gradient_norms, intermediate_points, intermediate_weights, perturb_weights,
     representative_init, step_sizes,
 )
+from ddlib.ast_perturbation import perturbation_directions, perturbed_names
 from ddlib.functional import ParamLayout, flatten_params
 from ddlib.train import train_epoch
 
@@ -24,7 +25,7 @@ def test_clip_schedule_both_variants(epoch, paper, code):
     assert clip_factor(epoch) == pytest.approx(paper)
     assert SmoothExpertLoss().clip(epoch) == pytest.approx(paper)
     assert clip_factor(epoch, 0.5, 10) == pytest.approx(code)
-    assert SmoothExpertLoss.code_variant().clip(epoch) == pytest.approx(code)
+    assert SmoothExpertLoss.code().clip(epoch) == pytest.approx(code)
     assert SmoothExpertLoss(use_clip=False).clip(epoch) == 1.0
 
 
@@ -37,8 +38,13 @@ def test_clip_schedule_errors_and_config():
         SmoothExpertLoss(gp_weight=-1.0)
     with pytest.raises(TypeError):
         SmoothExpertLoss(clip_epochs=2.5)
-    variant = SmoothExpertLoss.code_variant()
-    assert (variant.clip_epochs, variant.gp_weight) == (10, 2.0)
+    with pytest.raises(TypeError, match="gp_norm"):
+        SmoothExpertLoss(gp_norm="channel")
+    code = SmoothExpertLoss.code()
+    assert (code.clip_epochs, code.gp_weight, code.gp_norm, code.clip_start) == (10, 2.0, "pixel", 0.5)
+    assert SmoothExpertLoss.code(gp_weight=1.0).gp_weight == 1.0  # overrides win
+    paper = SmoothExpertLoss.paper()
+    assert paper == SmoothExpertLoss() and (paper.clip_epochs, paper.gp_weight, paper.gp_norm) == (5, 1.0, "sample")
 
 
 def _linear(in_features=4, classes=3, seed=0):
@@ -70,7 +76,7 @@ def test_gradient_penalty_is_trainable():
 @pytest.mark.parametrize("variant", ["paper", "code"])
 @pytest.mark.parametrize("epoch", [0, 3, 12])
 def test_hook_loss_is_clipped_ce_plus_gp(variant, epoch):
-    hook = SmoothExpertLoss() if variant == "paper" else SmoothExpertLoss.code_variant()
+    hook = SmoothExpertLoss.paper() if variant == "paper" else SmoothExpertLoss.code()
     net = _linear()
     raw = torch.randn(6, 4, dtype=torch.float64)
     images = raw + 0.1  # "augmented"
@@ -85,6 +91,42 @@ def test_hook_loss_is_clipped_ce_plus_gp(variant, epoch):
     assert torch.allclose(no_gp, clip_factor(epoch) * ce, rtol=1e-12)
     plain = SmoothExpertLoss(use_gp=False, use_clip=False)(net, images, labels, epoch=epoch, raw_images=raw)
     assert torch.allclose(plain, ce, rtol=1e-12)
+
+
+def _pixel_net():
+    """Flatten + Linear(4 -> 2) on (B, C=2, H=1, W=2) inputs, with hand-picked weights.
+
+    d sum(logits) / d x = the column sums of the weight, reshaped to (C, H, W):
+    [[3, 0], [4, 1]] for channels 0 and 1, i.e. pixel 0 has channel values (3, 4) and pixel 1 (0, 1).
+    """
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).double()
+    with torch.no_grad():  # flat index c * 2 + w
+        net[1].weight.copy_(torch.tensor([[1.0, 0.0, 4.0, 1.0], [2.0, 0.0, 0.0, 0.0]]))
+        net[1].bias.zero_()
+    return net
+
+
+def test_input_gradient_norms_pixel_and_sample_by_hand():
+    grad = torch.tensor([[[[3.0, 0.0]], [[4.0, 1.0]]]])  # (B=1, C=2, H=1, W=2)
+    assert torch.equal(input_gradient_norms(grad, "pixel"), torch.tensor([[[5.0, 1.0]]]))  # (B, H, W)
+    assert torch.allclose(input_gradient_norms(grad, "sample"), torch.tensor([math.sqrt(26.0)]))
+    with pytest.raises(ValueError, match="'sample'.*'pixel'"):
+        input_gradient_norms(grad, "channel")
+
+
+def test_gradient_penalty_pixel_norm_by_hand():
+    net = _pixel_net()
+    x = torch.randn(3, 2, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    # pixel norms 5 and 1, the same for every sample: ((5 - 1)^2 + (1 - 1)^2) / 2 = 8
+    assert gradient_penalty(net, x, 1.0, norm="pixel").item() == pytest.approx(8.0, rel=1e-12)
+    # K = 2: ((5 - 2)^2 + (1 - 2)^2) / 2 = 5
+    assert gradient_penalty(net, x, 2.0, norm="pixel").item() == pytest.approx(5.0, rel=1e-12)
+    # the paper's per-sample norm over C*H*W: (sqrt(9 + 0 + 16 + 1) - 1)^2
+    assert gradient_penalty(net, x, 1.0).item() == pytest.approx((math.sqrt(26.0) - 1) ** 2, rel=1e-12)
+    hook = SmoothExpertLoss.code()
+    labels = torch.tensor([0, 1, 0])
+    loss = hook(net, x, labels, epoch=20, raw_images=x)
+    assert loss.item() == pytest.approx(F.cross_entropy(net(x), labels).item() + 2 * 8.0, rel=1e-12)
 
 
 def test_hook_plugs_into_train_epoch():
@@ -164,18 +206,88 @@ def test_perturb_weights_filter_norms_and_1d_unchanged():
             assert torch.allclose(delta, 0.1 * old[name].reshape(shape[0], -1).norm(dim=1), rtol=1e-5)
 
 
-def test_perturb_weights_deterministic_and_conv_only():
+def test_perturb_weights_same_generator_same_result_and_directions_reproduce_it():
     net = _small_net()
     layout, flat = ParamLayout.of(net), flatten_params(net)
-    a = perturb_weights(flat, layout, generator=torch.Generator().manual_seed(1))
-    b = perturb_weights(flat, layout, generator=torch.Generator().manual_seed(1))
-    c = perturb_weights(flat, layout, generator=torch.Generator().manual_seed(2))
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    code = perturb_weights(flat, layout, 1.0, generator=torch.Generator().manual_seed(1), conv_only=True)
-    old, new = layout.unflatten(flat), layout.unflatten(code)
-    assert torch.equal(old["3.weight"], new["3.weight"])  # linear weight untouched
-    delta = (new["0.weight"] - old["0.weight"]).reshape(3, -1).norm(dim=1)
-    assert torch.allclose(delta, old["0.weight"].reshape(3, -1).norm(dim=1), rtol=1e-5)
+    for variant in ("paper", "code"):
+        a = perturb_weights(flat, layout, variant=variant, generator=torch.Generator().manual_seed(1))
+        b = perturb_weights(flat, layout, variant=variant, generator=torch.Generator().manual_seed(1))
+        c = perturb_weights(flat, layout, variant=variant, generator=torch.Generator().manual_seed(2))
+        assert torch.equal(a, b) and not torch.equal(a, c)
+        d = perturbation_directions(layout, variant, generator=torch.Generator().manual_seed(1))
+        assert torch.equal(perturb_weights(flat, layout, variant=variant, directions=d), a)
+    assert perturbed_names(layout, "paper") == ["0.weight", "3.weight"]
+    assert perturbed_names(layout, "code") == ["0.weight"]
+
+
+def _hand_layout():
+    """conv (2, 1, 1, 2), linear (1, 2), bias (1,): small enough to perturb by hand."""
+    layout = ParamLayout(("conv", "linear", "bias"), ((2, 1, 1, 2), (1, 2), (1,)))
+    flat = torch.tensor([3.0, 4.0, 1.0, 0.0,  # conv filters [3, 4] (norm 5) and [1, 0] (norm 1)
+                         6.0, 8.0,  # linear row, norm 10
+                         7.0], dtype=torch.float64)
+    return layout, flat
+
+
+def test_perturb_weights_paper_formula_by_hand():
+    layout, flat = _hand_layout()
+    d = {"conv": torch.tensor([[[[1.0, 0.0]]], [[[0.0, 2.0]]]]), "linear": torch.tensor([[3.0, 4.0]])}
+    out = perturb_weights(flat, layout, variant="paper", directions=d)  # alpha 0.1 by default
+    # filter j: theta_j + 0.1 * d_j / ||d_j|| * ||theta_j||
+    expected = [3.0 + 0.1 * 1 / 1 * 5, 4.0,  # d_0 = (1, 0), ||d_0|| = 1, ||theta_0|| = 5
+                1.0, 0.0 + 0.1 * 2 / 2 * 1,  # d_1 = (0, 2), ||d_1|| = 2, ||theta_1|| = 1
+                6.0 + 0.1 * 3 / 5 * 10, 8.0 + 0.1 * 4 / 5 * 10,  # linear row: ||d|| = 5, ||theta|| = 10
+                7.0]  # bias unchanged
+    assert torch.allclose(out, torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=0)
+    assert not torch.equal(out, flat) and flat[0] == 3.0  # a new tensor; the input is untouched
+
+
+@pytest.mark.parametrize("alpha", [None, 0.5])
+def test_perturb_weights_code_formula_by_hand(alpha):
+    layout, flat = _hand_layout()
+    d = {"conv": torch.tensor([[[[1.0, 0.0]]], [[[2.0, 0.0]]]])}  # ||d||_F over the whole tensor = sqrt(5)
+    out = perturb_weights(flat, layout, alpha, variant="code", directions=d)
+    a = 1.0 if alpha is None else alpha  # the code calls weightPerturb(..., alpha=1)
+    root5 = math.sqrt(5.0)
+    # W* = W + a * (d / ||d||_F) * W elementwise; linear weight and bias unchanged
+    expected = [3.0 + a * (1 / root5) * 3.0, 4.0, 1.0 + a * (2 / root5) * 1.0, 0.0, 6.0, 8.0, 7.0]
+    assert torch.allclose(out, torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=0)
+
+
+def test_perturb_weights_code_moves_each_conv_element_relative_to_itself():
+    net = _small_net()
+    layout, flat = ParamLayout.of(net), flatten_params(net)
+    d = perturbation_directions(layout, "code", generator=torch.Generator().manual_seed(4))
+    out = perturb_weights(flat, layout, 1.0, variant="code", directions=d)
+    old, new = layout.unflatten(flat), layout.unflatten(out)
+    for name in layout.names:
+        if name != "0.weight":
+            assert torch.equal(old[name], new[name]), name  # linear weight, biases, norm affine untouched
+    ratio = (new["0.weight"] - old["0.weight"]) / old["0.weight"]
+    assert torch.allclose(ratio, d["0.weight"] / d["0.weight"].norm(), rtol=1e-4, atol=1e-6)
+
+
+def test_perturb_weights_errors():
+    layout, flat = _hand_layout()
+    g = torch.Generator().manual_seed(0)
+    d = {"conv": torch.ones(2, 1, 1, 2)}
+    with pytest.raises(ValueError, match="exactly one of generator"):
+        perturb_weights(flat, layout, variant="code")
+    with pytest.raises(ValueError, match="exactly one of generator"):
+        perturb_weights(flat, layout, variant="code", generator=g, directions=d)
+    with pytest.raises(ValueError, match=r"expected the perturbed parameters \['conv', 'linear'\]"):
+        perturb_weights(flat, layout, variant="paper", directions=d)
+    with pytest.raises(ValueError, match=r"has shape \(4,\); expected \(2, 1, 1, 2\)"):
+        perturb_weights(flat, layout, variant="code", directions={"conv": torch.ones(4)})
+    with pytest.raises(ValueError, match="all zeros"):
+        perturb_weights(flat, layout, variant="code", directions={"conv": torch.zeros(2, 1, 1, 2)})
+    with pytest.raises(ValueError, match="zero filter"):
+        perturb_weights(flat, layout, variant="paper",
+                        directions={"conv": torch.tensor([[[[1.0, 0.0]]], [[[0.0, 0.0]]]]), "linear": torch.ones(1, 2)})
+    with pytest.raises(ValueError, match="variant='filter'"):
+        perturb_weights(flat, layout, variant="filter", generator=g)
+    with pytest.raises(ValueError, match="alpha=-1.0"):
+        perturb_weights(flat, layout, -1.0, variant="code", directions=d)
 
 
 # ----------------------------------------------------------------- representative initialisation

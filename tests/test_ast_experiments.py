@@ -9,6 +9,7 @@ import ddlib
 from ddlib import ast_experiments as astx
 from ddlib.ast_components import SmoothExpertLoss, average_variation, representative_init
 from ddlib.evaluation import EvalConfig
+from ddlib.experts import ExpertConfig
 from ddlib.mtt import MTTConfig
 from ddlib.train import cross_entropy_hook
 from ddlib.trajectory_store import generate_experts
@@ -32,19 +33,47 @@ def store(tmp_path_factory, digits, settings):
                             progress=False)
 
 
-def test_expert_variants(settings):
-    sgd, hook = astx.expert_variant(settings, "SGD")
+@pytest.mark.parametrize("preset", ["code", "paper"])
+def test_expert_variants(settings, preset):
+    sgd, hook = astx.expert_variant(settings, "SGD", preset=preset)
     assert sgd == settings.expert_config("mtt") and hook is cross_entropy_hook  # shared with MTT's chapters
-    momentum, hook = astx.expert_variant(settings, "SGD+momentum")
-    assert momentum.optimizer.kind == "momentum" and momentum.optimizer.momentum == 0.9 and hook is cross_entropy_hook
-    adam, _ = astx.expert_variant(settings, "Adam")
+    scaled = dict(epochs=settings.expert_epochs_total, width=settings.width, batch_size=settings.expert_batch)
+    momentum, hook = astx.expert_variant(settings, "SGD+momentum", preset=preset)
+    assert momentum == ExpertConfig.ast(preset, **scaled)
+    assert hook == astx.VariantLoss("SGD+momentum", preset) and hook.preset == preset and hook.smooth is None
+    adam, hook = astx.expert_variant(settings, "Adam", preset=preset)
     assert adam.optimizer.kind == "adam" and adam.optimizer.lr == momentum.optimizer.lr
-    assert adam.optimizer.milestones == momentum.optimizer.milestones
-    assert astx.expert_variant(settings, "momentum+GP")[1] == SmoothExpertLoss(use_clip=False)
-    smooth, hook = astx.expert_variant(settings, "momentum+GP+clip", zca=True)
-    assert hook == SmoothExpertLoss() and smooth.zca
+    assert adam.optimizer.milestones == momentum.optimizer.milestones and hook.preset == preset
+    assert adam.optimizer.weight_decay == 0.0  # buffer.py's Adam has none; the paper's reading has none either
+    smooth_loss = SmoothExpertLoss.code() if preset == "code" else SmoothExpertLoss.paper()
+    _, hook = astx.expert_variant(settings, "momentum+GP", preset=preset)
+    assert hook.smooth == smooth_loss.replace(use_clip=False) and hook.variant == "momentum+GP"
+    smooth, hook = astx.expert_variant(settings, "momentum+GP+clip", zca=True, preset=preset)
+    assert hook == astx.VariantLoss("momentum+GP+clip", preset, smooth_loss) and smooth.zca
+    assert hook.to_dict()["preset"] == preset  # what the trajectory store's manifest records
+    assert astx.VariantLoss.from_dict(hook.to_dict()) == hook
+
+
+def test_expert_variant_defaults_and_errors(settings):
+    assert astx.expert_variant(settings, "momentum+GP+clip") == astx.expert_variant(settings, "momentum+GP+clip",
+                                                                                   preset="code")
     with pytest.raises(ValueError, match="expected one of"):
         astx.expert_variant(settings, "RMSprop")
+    with pytest.raises(ValueError, match="preset='both'"):
+        astx.expert_variant(settings, "Adam", preset="both")
+    with pytest.raises(ValueError, match="variant='SGD'"):
+        astx.VariantLoss("SGD", "code")  # MTT's expert is plain cross-entropy, not a labelled AST variant
+
+
+def test_variant_loss_is_the_wrapped_loss():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    images = torch.randn(5, 1, 2, 2, generator=ddlib.make_generator(0))
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    plain = astx.VariantLoss("SGD+momentum", "code")(net, images, labels, epoch=0, raw_images=images)
+    assert torch.equal(plain, cross_entropy_hook(net, images, labels, epoch=0, raw_images=images))
+    smooth = SmoothExpertLoss.code()
+    wrapped = astx.VariantLoss("momentum+GP+clip", "code", smooth)(net, images, labels, epoch=3, raw_images=images)
+    assert torch.equal(wrapped, smooth(net, images, labels, epoch=3, raw_images=images))
 
 
 def test_row_names_are_the_published_ones():
@@ -54,21 +83,27 @@ def test_row_names_are_the_published_ones():
     assert set(astx.TABLE1_NAMES.values()) <= names["Table 1"]
     assert set(astx.TABLE2_ROWS) == names["Table 2"]
     assert set(astx.TABLE6_NAMES.values()) - {"expert: Adam"} == names["Table 6"]
-    assert {name for name, _ in astx.ABLATION_STEPS} == names["Table 7"]
+    for variant in ("code", "paper"):
+        assert {name for name, _ in astx.ABLATION_STEPS[variant]} == names["Table 7"]
 
 
+@pytest.mark.parametrize("variant", ["code", "paper"])
 @pytest.mark.parametrize("ipc", [1, 10, 50])
-def test_cumulative_ablation_ends_at_full_ast(ipc):
-    rows = astx.cumulative_ablation(ipc)
-    assert list(rows) == [name for name, _ in astx.ABLATION_STEPS]
-    assert rows["base (smooth experts)"] == {}
-    assert rows["+ weight perturbation"] == astx.ast_changes(ipc)
-    full = MTTConfig(ipc=ipc).replace(**astx.ast_changes(ipc))
-    assert full.replace(representative_clusters=None) == MTTConfig(ipc=ipc).with_ast()
+def test_cumulative_ablation_ends_at_full_ast(ipc, variant):
+    rows = astx.cumulative_ablation(ipc, variant)
+    assert list(rows) == [name for name, _ in astx.ABLATION_STEPS[variant]]
+    # the code's student always has momentum 0.9 (no switch turns it off); the paper's is plain SGD
+    assert rows["base (smooth experts)"] == ({"inner_momentum": 0.9} if variant == "code" else {})
+    assert rows["+ weight perturbation"] == astx.ast_changes(ipc, variant)
+    full = MTTConfig(ipc=ipc).replace(**astx.ast_changes(ipc, variant))
+    assert full.replace(representative_clusters=None) == MTTConfig(ipc=ipc).with_ast(variant)
     assert full.representative_clusters == (10 if ipc == 50 else None)  # Sec. 4.1: 10 clusters x 5 at IPC 50
-    # each row adds exactly one component to the previous
-    sizes = [len({k for k in r if k != "representative_clusters"}) for r in rows.values()]
-    assert sizes == [0, 1, 2, 3, 4]
+    # each row turns on exactly one more component than the previous
+    switches = ("init", "balanced_inner_loss", "intermediate_matching", "perturbation")
+    assert [sum(k in r for k in switches) for r in rows.values()] == [0, 1, 2, 3, 4]
+    assert astx.ast_changes(ipc) == astx.ast_changes(ipc, "code")  # the code is the default
+    with pytest.raises(ValueError, match="variant='both'"):
+        astx.cumulative_ablation(ipc, "both")
 
 
 def test_first_experts_and_summaries(store):
@@ -172,3 +207,46 @@ def test_input_gradient_norm_of_a_linear_model():
     images = torch.randn(5, 1, 2, 2, generator=ddlib.make_generator(1))
     expected = float(net[1].weight.detach().sum(0).norm())  # the same for every sample
     assert astx.input_gradient_norm(net, images) == pytest.approx(expected)
+    # one channel: the per-pixel norm is |column sum|, averaged over the 4 pixels
+    per_pixel = float(net[1].weight.detach().sum(0).abs().mean())
+    assert astx.input_gradient_norm(net, images, norm="pixel") == pytest.approx(per_pixel)
+
+
+def test_input_gradient_norm_pixel_by_hand():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 1, bias=False))
+    with torch.no_grad():  # (C=2, H=1, W=2), flat index c * 2 + w: pixel 0 = (3, 4), pixel 1 = (0, 1)
+        net[1].weight.copy_(torch.tensor([[3.0, 0.0, 4.0, 1.0]]))
+    images = torch.randn(3, 2, 1, 2, generator=ddlib.make_generator(2))
+    assert astx.input_gradient_norm(net, images, norm="pixel") == pytest.approx((5.0 + 1.0) / 2)
+    assert astx.input_gradient_norm(net, images, norm="sample") == pytest.approx(26 ** 0.5)
+
+
+def test_expert_input_gradient_norms(digits, store):
+    images = digits.images_train[:8]
+    norms = astx.expert_input_gradient_norms(store, digits, images)
+    per_expert = [{n: astx.input_gradient_norm(astx.expert_network(store, digits, k), images, norm=n)
+                   for n in ("sample", "pixel")} for k in range(2)]
+    assert norms["experts"] == 2
+    for n in ("sample", "pixel"):
+        values = [e[n] for e in per_expert]
+        assert norms[n] == pytest.approx(np.mean(values)) and norms[f"{n}_std"] == pytest.approx(np.std(values))
+    assert norms["pixel"] < norms["sample"]  # one channel: per-pixel norms are single entries of the gradient
+    first = astx.expert_input_gradient_norms(store, digits, images, num_experts=1)
+    assert first["sample"] == pytest.approx(per_expert[0]["sample"]) and first["sample_std"] == 0.0
+    with pytest.raises(ValueError, match="num_experts=3"):
+        astx.expert_input_gradient_norms(store, digits, images, num_experts=3)
+
+
+def test_imagenet_subset_config():
+    one = astx.imagenet_subset_config(1, iterations=7)
+    # MTT's readme row for the ImageNet subsets at IPC 1 (FACTS.md)
+    assert (one.syn_steps, one.expert_epochs, one.max_start_epoch, one.lr_img, one.lr_lr, one.lr_teacher) == (
+        20, 2, 10, 1000.0, 1e-6, 0.01)
+    assert one.batch_syn is None and not one.zca and one.iterations == 7 and one.ipc == 1
+    ten = astx.imagenet_subset_config(10, iterations=7)
+    assert (ten.syn_steps, ten.max_start_epoch, ten.lr_img, ten.lr_lr) == (20, 10, 1e4, 1e-4)
+    with pytest.raises(ValueError, match="ipc=50"):
+        astx.imagenet_subset_config(50, iterations=7)
+    # the distiller's network is the experts' ConvNet with depth from the resolution: ConvNetD5 at 128x128
+    net = ddlib.build_model("ConvNet", 3, 10, (128, 128), width=2)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) == 5

@@ -159,3 +159,46 @@ def test_default_batches_on_cuda_only(monkeypatch):
     monkeypatch.setattr(eval_training, "train_epoch", lambda *a, **k: calls.append(1) or train_epoch(*a, **k))
     _run(monkeypatch, TINY.replace(batched=None), data, [])
     assert len(calls) == TINY.num_eval * TINY.epochs
+
+
+def test_stacked_sgd_restart_matches_scheduled_optimizer():
+    """AST's rebuild at the decay: fresh momentum buffers, lr x0.5, momentum 0.8 -- stacked and one by one."""
+    from ddlib.train import ScheduledOptimizer
+
+    g = torch.Generator().manual_seed(1)
+    config = OptimizerConfig(kind="momentum", lr=0.1, momentum=0.9, weight_decay=1e-3, milestones=(2,),
+                             lr_factor=0.5, restart_at_milestones=True, momentum_after_restart=0.8)
+    stacked = {"w": torch.randn(2, 3, generator=g, dtype=torch.float64)}
+    singles = [torch.nn.Parameter(stacked["w"][r].clone()) for r in range(2)]
+    opts = [ScheduledOptimizer([p], config) for p in singles]
+    sgd = StackedSGD(stacked, config)
+    for epoch in range(4):
+        for _ in range(2):
+            grad = torch.randn(2, 3, generator=g, dtype=torch.float64)
+            for r, (p, o) in enumerate(zip(singles, opts)):
+                p.grad = grad[r].clone()
+                o.optimizer.step()
+            sgd.step({"w": grad})
+        for o in opts:
+            o.epoch_done()
+        sgd.epoch_done()
+        assert (sgd.lr, sgd.momentum) == (opts[0].lr, opts[0].optimizer.param_groups[0]["momentum"])
+        assert (not sgd.buffers) == (epoch + 1 == 2)  # dropped exactly at the milestone
+        for r, p in enumerate(singles):
+            torch.testing.assert_close(stacked["w"][r], p.detach(), rtol=0, atol=1e-15)
+    assert sgd.lr == 0.05 and sgd.momentum == 0.8
+
+
+@pytest.mark.parametrize("protocol", ["ast", "tgdd"])
+def test_protocol_batched_equals_sequential_with_restart_and_cutmix(monkeypatch, protocol):
+    config = evaluation.EvalConfig.preset(protocol, epochs=6).replace(num_eval=3, width=4, batch_size=4, lr=0.05,
+                                                                      batched=True)
+    assert config.restart_at_decay == (protocol == "ast") and (config.augmentation == "tgdd") == (protocol == "tgdd")
+    data = _tiny_data()
+    batched_nets, sequential_nets = [], []
+    batched = _run(monkeypatch, config, data, batched_nets)
+    sequential = _run(monkeypatch, config.replace(batched=False), data, sequential_nets)
+    assert batched == sequential and batched.statistic == "best"
+    for a, b in zip(batched_nets, sequential_nets):
+        for (name, p), q in zip(a.named_parameters(), b.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-10, msg=name)

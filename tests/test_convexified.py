@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from ddlib.convexified import (
-    ConvexifiedStore, ConvexifiedTrajectory, convexify_store, convnet_param_counts, storage_bytes, waypoint_epochs,
+    ConvexifyOptions, ConvexifiedStore, ConvexifiedTrajectory, convexify_store, convnet_param_counts, storage_bytes, waypoint_epochs,
 )
 from ddlib.distill_loop import run_distillation
 from ddlib.experts import Trajectory, build_expert_model
 from ddlib.functional import ParamLayout
 from ddlib.mtt import MTTConfig, TrajectoryMatching
 from ddlib.trajectory_store import MANIFEST_NAME
+from ddlib.waypoints import smoothed_waypoints
 from helpers import small_digits, tiny_store
 
 LAYOUT = ParamLayout(("a", "b", "c"), ((2, 3), (4,), (1,)))  # P = 11, L = 3
@@ -44,17 +45,32 @@ def per_layer(flat: torch.Tensor) -> list[torch.Tensor]:
 
 
 # ---------------------------------------------------------------------- end points and table
-@pytest.mark.parametrize("waypoints", [2, 4])
-def test_end_points(waypoints):
+# (smoothing, waypoints) -> is the end point mean(theta_5, theta_6)? The code smooths only with > 2 models.
+END_SMOOTHED = {("code", 2): False, ("code", 4): True, ("paper", 2): True, ("paper", 4): True,
+                ("none", 2): False, ("none", 4): False}
+
+
+@pytest.mark.parametrize("smoothing, waypoints", list(END_SMOOTHED))
+def test_end_points(smoothing, waypoints):
     traj = random_traj(K=6)
     snaps = traj.snapshots
-    smooth = ConvexifiedTrajectory.from_trajectory(traj, waypoints=waypoints)
-    assert torch.equal(smooth.at(0), snaps[0])
-    assert torch.equal(smooth.at(6), (snaps[5] + snaps[6]) / 2)
-    exact = ConvexifiedTrajectory.from_trajectory(traj, smooth_end=False, waypoints=waypoints)
-    assert torch.equal(exact.at(0), snaps[0]) and torch.equal(exact.at(6), snaps[6])
-    assert exact.at(3).dtype == torch.float32 and exact.at(3).shape == (LAYOUT.numel,)
-    assert torch.equal(exact.snapshot(2), exact.at(2.0))
+    conv = ConvexifiedTrajectory.from_trajectory(traj, smoothing=smoothing, waypoints=waypoints)
+    assert torch.equal(conv.at(0), snaps[0])
+    end = (snaps[5] + snaps[6]) / 2 if END_SMOOTHED[smoothing, waypoints] else snaps[6]
+    assert torch.equal(conv.at(6), end)
+    assert conv.at(3).dtype == torch.float32 and conv.at(3).shape == (LAYOUT.numel,)
+    assert torch.equal(conv.snapshot(2), conv.at(2.0))
+
+
+def test_default_smoothing_follows_the_authors_code():
+    traj = random_traj(K=6)
+    assert ConvexifyOptions().smoothing == "code"
+    assert torch.equal(ConvexifiedTrajectory.from_trajectory(traj).at(6), traj.snapshots[6])
+    assert ConvexifiedTrajectory.from_trajectory(traj).options["smoothing"] == "code"
+    with pytest.raises(TypeError, match="smoothing"):
+        ConvexifyOptions(smoothing="end")
+    with pytest.raises(ValueError, match=r"smoothing='end': expected one of \('code', 'paper', 'none'\)"):
+        smoothed_waypoints(traj.snapshots, (0, 6), "end")
 
 
 @pytest.mark.parametrize("mode", ["path", "uniform"])
@@ -85,7 +101,7 @@ def test_frozen_layer_gets_uniform_lambda():
 @pytest.mark.parametrize("mode", ["path", "uniform"])
 def test_constant_speed_line_is_reproduced(mode):
     traj = linear_traj([float(t) for t in range(6)])
-    conv = ConvexifiedTrajectory.from_trajectory(traj, smooth_end=False, lambda_mode=mode)
+    conv = ConvexifiedTrajectory.from_trajectory(traj, smoothing="none", lambda_mode=mode)
     for t in range(6):
         torch.testing.assert_close(conv.at(t), traj.snapshots[t], rtol=0, atol=1e-5)
     torch.testing.assert_close(conv.at(2.5), (traj.snapshots[2] + traj.snapshots[3]) / 2, rtol=0, atol=1e-5)
@@ -93,8 +109,8 @@ def test_constant_speed_line_is_reproduced(mode):
 
 def test_varying_speed_line_needs_path_mode():
     traj = linear_traj([0.0, 0.1, 0.5, 2.0, 2.2, 4.0])
-    path = ConvexifiedTrajectory.from_trajectory(traj, smooth_end=False, lambda_mode="path")
-    uniform = ConvexifiedTrajectory.from_trajectory(traj, smooth_end=False, lambda_mode="uniform")
+    path = ConvexifiedTrajectory.from_trajectory(traj, smoothing="none", lambda_mode="path")
+    uniform = ConvexifiedTrajectory.from_trajectory(traj, smoothing="none", lambda_mode="uniform")
     for t in range(6):
         torch.testing.assert_close(path.at(t), traj.snapshots[t], rtol=0, atol=1e-5)
     assert max(float((uniform.at(t) - traj.snapshots[t]).abs().max()) for t in range(6)) > 0.1
@@ -121,7 +137,7 @@ def test_waypoint_rule():
 
 def test_waypoint_variant_stores_n_models_and_passes_through_them():
     traj = random_traj(K=6)
-    conv = ConvexifiedTrajectory.from_trajectory(traj, waypoints=4, smooth_end=False)
+    conv = ConvexifiedTrajectory.from_trajectory(traj, waypoints=4, smoothing="none")
     assert conv.waypoint_epochs == (0, 2, 4, 6) and conv.waypoints.shape == (4, 11)
     assert conv.nbytes == 4 * 11 * 4 + 7 * 3 * 4
     for e in conv.waypoint_epochs:
@@ -130,8 +146,29 @@ def test_waypoint_variant_stores_n_models_and_passes_through_them():
     # within a segment the share is that segment's own path length share
     norms = (traj.snapshots[3:5, :6] - traj.snapshots[2:4, :6]).norm(dim=1)
     torch.testing.assert_close(conv.table[3, 0], 1 + norms[0] / norms.sum())
-    smoothed = ConvexifiedTrajectory.from_trajectory(traj, waypoints=4, smooth_waypoints=True)
-    torch.testing.assert_close(smoothed.waypoints[1], (traj.snapshots[1] + traj.snapshots[3]) / 2)
+
+def test_code_smoothing_of_four_waypoints():
+    traj = random_traj(K=6)
+    s = traj.snapshots
+    code = ConvexifiedTrajectory.from_trajectory(traj, waypoints=4)  # waypoints at epochs 0, 2, 4, 6
+    expected = torch.stack([s[0], (s[1] + s[3]) / 2, (s[3] + s[5]) / 2, (s[5] + s[6]) / 2])
+    torch.testing.assert_close(code.waypoints, expected, rtol=0, atol=0)
+    paper = ConvexifiedTrajectory.from_trajectory(traj, waypoints=4, smoothing="paper")  # the end point only
+    torch.testing.assert_close(paper.waypoints, torch.stack([s[0], s[2], s[4], (s[5] + s[6]) / 2]), rtol=0, atol=0)
+    assert torch.equal(code.table, paper.table)  # the table always comes from the unsmoothed snapshots
+
+
+def test_code_smoothing_is_in_place_in_epoch_order():
+    """Adjacent waypoints (K = 3, n = 4: epochs 0, 1, 2, 3): the code's in-place loop feeds each
+    smoothed waypoint into the next one's mean, and the last into the end point's."""
+    s = random_traj(K=3).snapshots
+    w1 = (s[0] + s[2]) / 2
+    w2 = (w1 + s[3]) / 2
+    expected = torch.stack([s[0], w1, w2, (w2 + s[3]) / 2])
+    torch.testing.assert_close(smoothed_waypoints(s, (0, 1, 2, 3), "code"), expected, rtol=0, atol=0)
+    torch.testing.assert_close(smoothed_waypoints(s, (0, 1, 2, 3), "paper"),
+                               torch.stack([s[0], s[1], s[2], (s[2] + s[3]) / 2]), rtol=0, atol=0)
+    assert torch.equal(smoothed_waypoints(s, (0, 1, 2, 3), "none"), s)
 
 
 def test_two_point_storage_is_two_models_plus_table():

@@ -172,12 +172,13 @@ def test_nan_loss_raises_before_updating(digits, monkeypatch):
 
 
 def test_resume_after_interruption_matches_straight_run(digits, tmp_path):
-    straight = run_distillation(DistributionMatching(digits, small_config(), seed=3), 4, **LOOP)
+    straight = run_distillation(DistributionMatching(digits, small_config(iterations=4), seed=3), **LOOP)
     path = tmp_path / "dm.pt"
     with pytest.raises(KeyboardInterrupt):
-        run_distillation(Interrupting(DistributionMatching(digits, small_config(), seed=3), 2), 4,
+        run_distillation(Interrupting(DistributionMatching(digits, small_config(iterations=4), seed=3), 2),
                          checkpoint_path=path, checkpoint_every=100, **LOOP)
-    resumed = run_distillation(DistributionMatching(digits, small_config(), seed=3), 4, checkpoint_path=path, **LOOP)
+    resumed = run_distillation(DistributionMatching(digits, small_config(iterations=4), seed=3), checkpoint_path=path,
+                               **LOOP)
     assert resumed.iterations_done == 4 and len(resumed.history) == 4
     assert torch.equal(resumed.synthetic.images_syn, straight.synthetic.images_syn)
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]

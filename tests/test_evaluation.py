@@ -136,3 +136,139 @@ def test_cross_arch_returns_one_result_per_arch(digits, coreset):
     assert all(r.arch == a for a, r in results.items())
     # ConvNet on 8x8 is ConvNet-3, so both rows are the same protocol with the same seeds
     assert results["ConvNet"].last == results["ConvNetD3"].last
+
+
+# -- the papers' protocols ------------------------------------------------------------------------
+def test_protocol_presets_hold_each_papers_settings():
+    mtt, ast, tgdd = (EvalConfig.preset(p) for p in ("mtt", "ast", "tgdd"))
+    assert mtt == EvalConfig() and mtt.milestones == (500,) and mtt.statistic == "last" and mtt.test_every == 0
+    assert (ast.epochs, ast.lr, ast.momentum, ast.weight_decay, ast.lr_factor, ast.batch_size) == (
+        1000, None, 0.9, 1e-3, 0.5, 256)
+    assert ast.milestones == (502,)  # the AST code decays after epoch index E // 2 + 1 of 0..E
+    assert (ast.restart_at_decay, ast.momentum_after_decay, ast.test_every, ast.statistic) == (True, 0.8, 20, "best")
+    assert (tgdd.epochs, tgdd.lr, tgdd.batch_size, tgdd.weight_decay, tgdd.lr_factor) == (1500, 0.01, 64, 5e-4, 0.2)
+    assert tgdd.milestones == (1000, 1250)  # 2E // 3 and 5E // 6, not 999 from 1500 * (2 / 3) in floats
+    assert (tgdd.augmentation, tgdd.test_every, tgdd.statistic) == ("tgdd", 250, "best")
+    # the test interval shrinks with the length, at least 1
+    assert EvalConfig.preset("ast", epochs=150).test_every == 3 and EvalConfig.preset("ast", epochs=10).test_every == 1
+    assert EvalConfig.preset("tgdd", epochs=225).test_every == 38
+    assert EvalConfig.preset("tgdd", epochs=12).milestones == (8, 10)
+
+
+def test_one_definition_per_scale_and_protocol():
+    from ddlib.experiments import SCALES, scale_settings
+
+    for scale, settings in SCALES.items():
+        for protocol in ddlib.evaluation.PROTOCOLS:
+            config = EvalConfig.for_scale(scale, protocol=protocol)
+            assert config == scale_settings(scale).eval_config(protocol) == settings.eval_config(protocol)
+            assert (config.num_eval, config.width, config.protocol) == (settings.num_eval, settings.width, protocol)
+        assert EvalConfig.for_scale(scale).epochs == settings.eval_epochs
+        assert EvalConfig.for_scale(scale, "tgdd").epochs == round(1.5 * settings.eval_epochs)  # 1500 / 1000
+    assert EvalConfig.for_scale("mini", "ast", epochs=40).test_every == 1  # epochs override rescales the tests
+    assert EvalConfig.for_scale("mini", full_dataset=True).epochs == SCALES["mini"].expert_epochs_total
+
+
+def test_protocol_config_validation():
+    with pytest.raises(ValueError, match="protocol='dc'"):
+        EvalConfig.preset("dc")
+    with pytest.raises(ValueError, match="protocol='dc'"):
+        EvalConfig.for_scale("mini", protocol="dc")
+    with pytest.raises(ValueError, match=r"lr_decay_at=\(0.8, 0.5\)"):
+        EvalConfig(lr_decay_at=(0.8, 0.5))
+    with pytest.raises(ValueError, match=r"lr_decay_at=\(\)"):
+        EvalConfig(lr_decay_at=())
+    with pytest.raises(ValueError, match="momentum_after_decay=0.8 needs restart_at_decay=True"):
+        EvalConfig(momentum_after_decay=0.8)
+    with pytest.raises(ValueError, match="momentum_after_decay=1.5"):
+        EvalConfig(restart_at_decay=True, momentum_after_decay=1.5)
+    with pytest.raises(ValueError, match="lr_decay_offset=-1"):
+        EvalConfig(lr_decay_offset=-1)
+    with pytest.raises(TypeError, match="statistic"):
+        EvalConfig(statistic="median")
+    tgdd = EvalConfig.preset("tgdd")
+    assert EvalConfig.from_dict(tgdd.to_dict()) == tgdd  # the JSON list of fractions comes back as a tuple
+
+
+def test_ast_schedule_by_hand_on_one_parameter():
+    """loss = w^2 / 2 (gradient w), one step per epoch: SGD momentum 0.9, wd 1e-3, lr x0.5 and a fresh
+    SGD with momentum 0.8 once E // 2 + 2 = 7 of E = 10 epochs are finished."""
+    from ddlib.train import ScheduledOptimizer
+
+    config = EvalConfig.preset("ast", epochs=10)
+    assert config.milestones == (7,)
+    w = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    optimizer = ScheduledOptimizer([w], config.optimizer_config(lr=0.1))
+    value, buf, lrs = 1.0, None, []
+    for epoch in range(10):
+        lr, momentum = (0.1, 0.9) if epoch < 7 else (0.05, 0.8)
+        if epoch == 7:
+            buf = None  # the rebuilt optimizer starts without a momentum buffer
+        d = value + 1e-3 * value
+        buf = d if buf is None else momentum * buf + d
+        value -= lr * buf
+        optimizer.optimizer.zero_grad()
+        (0.5 * w**2).sum().backward()
+        lrs.append(optimizer.lr)
+        optimizer.optimizer.step()
+        optimizer.epoch_done()
+        assert w.item() == pytest.approx(value, rel=1e-12), f"epoch {epoch}"
+    assert lrs == [0.1] * 7 + [0.05] * 3
+
+
+def _tiny_tensors():
+    g = torch.Generator().manual_seed(0)
+    images, test_images = torch.randn(6, 1, 8, 8, generator=g), torch.randn(12, 1, 8, 8, generator=g)
+    return images, torch.arange(3).repeat(2), test_images, torch.randint(0, 3, (12,), generator=g)
+
+
+def _protocol_run(config):
+    images, labels, test_images, test_labels = _tiny_tensors()
+    return evaluation._run_protocol(images, labels, test_images, test_labels, num_classes=3, lr=0.05,
+                                    config=config.replace(width=4, num_eval=1, batched=False), seed=0,
+                                    device=torch.device("cpu"), progress=False, desc="")
+
+
+@pytest.mark.parametrize("protocol", ["ast", "tgdd"])
+def test_protocol_schedule_reaches_the_training_loop(monkeypatch, protocol):
+    seen = []
+    real_epoch = eval_training.train_epoch
+
+    def recording(net, optimizer, *args, **kwargs):
+        group = optimizer.param_groups[0]
+        seen.append((group["lr"], group["momentum"], id(optimizer), kwargs["mix"] is not None))
+        return real_epoch(net, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(eval_training, "train_epoch", recording)
+    _protocol_run(EvalConfig.preset(protocol, epochs=12))
+    lrs, momenta, optimizers, mixed = zip(*seen)
+    if protocol == "ast":  # halved once 12 // 2 + 2 = 8 epochs are done, SGD rebuilt with momentum 0.8
+        assert lrs == pytest.approx([0.05] * 8 + [0.025] * 4) and momenta == (0.9,) * 8 + (0.8,) * 4
+        assert len(set(optimizers[:8])) == 1 and optimizers[8] != optimizers[7] and not any(mixed)
+    else:  # x0.2 after 8 and 10 of 12 epochs, one optimizer, CutMix on
+        assert lrs == pytest.approx([0.05] * 8 + [0.01] * 2 + [0.002] * 2) and set(momenta) == {0.9}
+        assert len(set(optimizers)) == 1 and all(mixed)
+
+
+@pytest.mark.parametrize("protocol, calls, paper", [("mtt", 1, 0.4), ("tgdd", 6, 0.5)])
+def test_test_points_and_reported_statistic(monkeypatch, protocol, calls, paper):
+    scripted = iter([0.1, 0.5, 0.3, 0.5, 0.2, 0.4] if calls == 6 else [0.4])
+    tested = []
+    monkeypatch.setattr(eval_training, "accuracy", lambda *a, **k: tested.append(1) or next(scripted))
+    result = _protocol_run(EvalConfig.preset(protocol, epochs=12))  # TGDD: every round(250 * 12 / 1500) = 2
+    assert len(tested) == calls and result.last == (0.4,)
+    assert result.best == (0.5 if calls == 6 else 0.4,) and result.best_epoch == ((4,) if calls == 6 else (12,))
+    assert result.paper_mean == paper and result.protocol == protocol
+    assert result.statistic == ("best" if protocol == "tgdd" else "last")
+
+
+def test_result_names_the_papers_statistic():
+    common = dict(last=(0.5, 0.7), best=(0.6, 0.9), best_epoch=(4, 6), seeds=(1, 2), arch="ConvNet", lr=0.01, epochs=6)
+    last, best = EvalResult(**common), EvalResult(**common, protocol="ast", statistic="best")
+    assert last.paper == last.last and last.paper_mean == pytest.approx(0.6)
+    assert best.paper == best.best and best.paper_mean == pytest.approx(0.75) and best.paper_std == pytest.approx(0.15)
+    record = best.to_dict()
+    assert (record["protocol"], record["statistic"], record["paper_mean"]) == ("ast", "best", pytest.approx(0.75))
+    assert "reports best" in str(best)
+    with pytest.raises(ValueError, match="statistic='mean'"):
+        EvalResult(**common, statistic="mean")

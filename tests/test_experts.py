@@ -1,7 +1,9 @@
 """Expert training (ddlib.experts): presets, equality with a hand-written loop, exact resume, loss hooks."""
 from __future__ import annotations
 
+import copy
 import dataclasses
+import io
 
 import pytest
 import torch
@@ -15,7 +17,7 @@ from ddlib.experts import ExpertConfig, ExpertState, Trajectory, train_expert
 from ddlib.functional import ParamLayout, flatten_params
 from ddlib.models import build_model
 from ddlib.runtime import derive_seed, make_generator
-from ddlib.train import OptimizerConfig, accuracy, make_optimizer, make_scheduler, train_epoch
+from ddlib.train import OptimizerConfig, ScheduledOptimizer, accuracy, make_optimizer, make_scheduler, train_epoch
 
 SEED = 7
 
@@ -47,21 +49,130 @@ def test_mtt_defaults():
     assert ExpertConfig.mtt(zca=True).zca
 
 
-def test_ast_preset_momentum_and_halving_at_25():
-    cfg = ExpertConfig.ast()
+def test_ast_paper_preset_momentum_and_halving_at_25():
+    cfg = ExpertConfig.ast("paper")
     assert cfg.optimizer.kind == "momentum" and cfg.optimizer.momentum == 0.9
     assert cfg.optimizer.milestones == (25,) and cfg.optimizer.lr_factor == 0.5
-    assert cfg.epochs == 50 and cfg.optimizer.weight_decay == 0.0
-    assert ExpertConfig.ast(code_variant=True).optimizer.weight_decay == 0.001
+    assert cfg.epochs == 50 and cfg.optimizer.weight_decay == 0.0 and not cfg.optimizer.restart_at_milestones
     # the schedule really halves the lr after 25 of 50 epochs
-    opt = make_optimizer(torch.nn.Linear(2, 2).parameters(), cfg.optimizer)
-    sched = make_scheduler(opt, cfg.optimizer)
+    scheduled = ScheduledOptimizer(torch.nn.Linear(2, 2).parameters(), cfg.optimizer)
     lrs = []
     for _ in range(50):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
+        lrs.append(scheduled.lr)
+        scheduled.optimizer.step()
+        scheduled.epoch_done()
     assert lrs[24] == pytest.approx(0.01) and lrs[25] == pytest.approx(0.005) and lrs[49] == pytest.approx(0.005)
+
+
+def test_ast_code_preset_is_buffer_py():
+    cfg = ExpertConfig.ast()
+    assert cfg == ExpertConfig.ast("code")  # the code is the default
+    opt = cfg.optimizer
+    assert (opt.kind, opt.lr, opt.momentum, opt.weight_decay, opt.lr_factor) == ("momentum", 0.003, 0.9, 1e-3, 0.6)
+    # buffer.py: "if e in [train_epochs // 2 + 1]: lr *= 0.6" after 0-based epoch e, i.e. 27 finished epochs of 50
+    assert opt.milestones == (27,) and opt.restart_at_milestones and opt.momentum_after_restart is None
+    assert ExpertConfig.ast(epochs=10).optimizer.milestones == (7,)
+    scheduled = ScheduledOptimizer(torch.nn.Linear(2, 2).parameters(), opt)
+    lrs = []
+    for _ in range(50):
+        lrs.append(scheduled.lr)
+        scheduled.epoch_done()
+    assert lrs[26] == pytest.approx(0.003) and lrs[27] == pytest.approx(0.0018) and lrs[49] == pytest.approx(0.0018)
+    assert ExpertConfig.ast(batch_size=64).batch_size == 64
+    with pytest.raises(ValueError, match="preset='both'"):
+        ExpertConfig.ast("both")
+
+
+# ---------------------------------------------------------------------- ScheduledOptimizer
+def _one_weight(value=0.0):
+    return torch.nn.Parameter(torch.tensor([value], dtype=torch.float64))
+
+
+def _constant_gradient_step(scheduled, weight):
+    """One optimizer step on loss = weight (gradient exactly 1)."""
+    scheduled.optimizer.zero_grad()
+    weight.sum().backward()
+    scheduled.optimizer.step()
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_scheduled_optimizer_lr_per_epoch(restart):
+    config = OptimizerConfig(kind="momentum", lr=0.1, milestones=(2, 4), lr_factor=0.5, restart_at_milestones=restart)
+    weight = _one_weight()
+    scheduled = ScheduledOptimizer([weight], config)
+    lrs = []
+    for _ in range(6):
+        lrs.append(scheduled.lr)
+        _constant_gradient_step(scheduled, weight)
+        scheduled.epoch_done()
+    assert lrs == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+    assert config.lr_after(3) == pytest.approx(0.05) and config.lr_after(3, lr=1.0) == pytest.approx(0.5)
+
+
+def test_scheduled_optimizer_restart_resets_momentum():
+    """w0 = 0, gradient 1, lr 0.1, momentum 0.9, milestone 1 (lr -> 0.05):
+    step 1: buffer 1, w = -0.1. Step 2 with a restart: buffer 1 again, w = -0.1 - 0.05 * 1 = -0.15;
+    without: buffer 0.9 * 1 + 1 = 1.9, w = -0.1 - 0.05 * 1.9 = -0.195."""
+    for restart, expected in ((True, -0.15), (False, -0.195)):
+        weight = _one_weight()
+        config = OptimizerConfig(kind="momentum", lr=0.1, momentum=0.9, milestones=(1,), lr_factor=0.5,
+                                 restart_at_milestones=restart)
+        scheduled = ScheduledOptimizer([weight], config)
+        _constant_gradient_step(scheduled, weight)
+        first = scheduled.optimizer
+        scheduled.epoch_done()
+        assert (scheduled.optimizer is not first) == restart
+        assert (len(scheduled.optimizer.state) == 0) == restart  # a rebuilt optimizer has no momentum buffer
+        _constant_gradient_step(scheduled, weight)
+        assert weight.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_scheduled_optimizer_momentum_after_restart():
+    config = OptimizerConfig(kind="momentum", lr=0.1, momentum=0.9, milestones=(1,), lr_factor=0.5,
+                             restart_at_milestones=True, momentum_after_restart=0.8)
+    weight = _one_weight()
+    scheduled = ScheduledOptimizer([weight], config)
+    assert scheduled.optimizer.param_groups[0]["momentum"] == 0.9
+    _constant_gradient_step(scheduled, weight)
+    scheduled.epoch_done()
+    assert scheduled.optimizer.param_groups[0]["momentum"] == 0.8 and scheduled.lr == pytest.approx(0.05)
+    _constant_gradient_step(scheduled, weight)  # buffer 1: w = -0.1 - 0.05
+    _constant_gradient_step(scheduled, weight)  # buffer 0.8 * 1 + 1 = 1.8: w = -0.15 - 0.05 * 1.8
+    assert weight.item() == pytest.approx(-0.24, rel=1e-12)
+    with pytest.raises(ValueError, match="needs restart_at_milestones=True"):
+        OptimizerConfig(momentum_after_restart=0.8)
+
+
+@pytest.mark.parametrize("restart", [False, True])
+@pytest.mark.parametrize("stop", [1, 2, 3])
+def test_scheduled_optimizer_state_round_trip_mid_run(restart, stop):
+    """Stopping after ``stop`` epochs (before, at and after the milestone 2), saving, and continuing in a
+    fresh ScheduledOptimizer gives bit-identical weights to the uninterrupted run."""
+    config = OptimizerConfig(kind="momentum", lr=0.1, momentum=0.9, milestones=(2,), lr_factor=0.5,
+                             restart_at_milestones=restart, momentum_after_restart=0.8 if restart else None)
+
+    def epochs(scheduled, weight, count):
+        for _ in range(count):
+            for _ in range(2):  # two mini-batches per epoch, loss = w^2 / 2 + w
+                scheduled.optimizer.zero_grad()
+                (weight.pow(2).sum() / 2 + weight.sum()).backward()
+                scheduled.optimizer.step()
+            scheduled.epoch_done()
+
+    weight = _one_weight(1.0)
+    straight = ScheduledOptimizer([weight], config)
+    epochs(straight, weight, 4)
+    weight_a = _one_weight(1.0)
+    first = ScheduledOptimizer([weight_a], config)
+    epochs(first, weight_a, stop)
+    state = copy.deepcopy(first.state_dict())
+    weight_b = weight_a.detach().clone().requires_grad_(True)
+    resumed = ScheduledOptimizer([weight_b], config)
+    resumed.load_state_dict(state)
+    assert resumed.finished_epochs == stop and resumed.lr == first.lr
+    assert resumed.optimizer.param_groups[0]["momentum"] == first.optimizer.param_groups[0]["momentum"]
+    epochs(resumed, weight_b, 4 - stop)
+    assert torch.equal(weight_b.detach(), weight.detach())
 
 
 def test_tgdd_preset():
@@ -91,8 +202,10 @@ def hand_written_run(data, config: ExpertConfig, seed: int, epochs: int) -> list
     net = build_model(config.arch, data.channel, data.num_classes, data.im_size, width=config.width,
                       depth=config.depth, norm=config.norm, seed=derive_seed(seed, "init"))
     generator = make_generator(derive_seed(seed, "data"))
+    restart = config.optimizer.restart_at_milestones
     optimizer = make_optimizer(net.parameters(), config.optimizer)
-    scheduler = make_scheduler(optimizer, config.optimizer)
+    scheduler = None if restart else make_scheduler(optimizer, config.optimizer)
+    lr = config.optimizer.lr
     images = data.images_train
     if config.zca:
         images = ZCA.fit(images, regularization=0.1).transform(images)
@@ -101,7 +214,12 @@ def hand_written_run(data, config: ExpertConfig, seed: int, epochs: int) -> list
     for epoch in range(epochs):
         train_epoch(net, optimizer, images, data.labels_train, batch_size=config.batch_size,
                     generator=generator, augment=augment, epoch=epoch)
-        scheduler.step()
+        if restart and epoch + 1 in config.optimizer.milestones:  # the AST code: a fresh SGD at the decayed lr
+            lr *= config.optimizer.lr_factor
+            optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=config.optimizer.momentum,
+                                        weight_decay=config.optimizer.weight_decay)
+        elif not restart:
+            scheduler.step()
         params.append(flatten_params(net))
     return params
 
@@ -110,7 +228,10 @@ def hand_written_run(data, config: ExpertConfig, seed: int, epochs: int) -> list
     tiny(),
     tiny(zca=True, optimizer={"kind": "momentum", "momentum": 0.9, "weight_decay": 1e-3,
                               "milestones": (1,), "lr_factor": 0.5}),
-], ids=["mtt", "momentum-zca-milestone"])
+    ExpertConfig.ast("code", epochs=4, width=8, batch_size=16),  # milestone 4 // 2 + 2 = 4: never reached
+    ExpertConfig.ast("code", epochs=3, width=8, batch_size=16).replace(
+        optimizer=ExpertConfig.ast("code").optimizer.replace(milestones=(1,))),
+], ids=["mtt", "momentum-zca-milestone", "ast-code", "ast-code-restart"])
 def test_snapshots_equal_hand_written_loop(data, config):
     trajectory = train_expert(data, config, SEED)
     reference = hand_written_run(data, config, SEED, config.epochs)
@@ -131,18 +252,31 @@ def test_test_accuracy_and_layout(data):
     assert trajectory.test_accuracy[0] == accuracy(net, data.images_test, data.labels_test)
 
 
-def test_resume_is_bit_identical(data):
-    config = tiny(epochs=4, optimizer={"kind": "momentum", "milestones": (2,), "lr_factor": 0.5})
+@pytest.mark.parametrize("restart", [False, True])
+def test_resume_is_bit_identical(data, restart):
+    config = tiny(epochs=4, optimizer={"kind": "momentum", "milestones": (2,), "lr_factor": 0.5,
+                                       "restart_at_milestones": restart})
     states: list[ExpertState] = []
     full = train_expert(data, config, SEED, on_epoch=states.append)
     assert [s.epoch for s in states] == [1, 2, 3, 4]
-    for state in (states[0], states[1]):
+    for state in (states[0], states[1], states[2]):  # before, at and after the milestone
         resumed = train_expert(data, config, SEED, start=state)
         assert torch.equal(resumed.snapshots, full.snapshots)
         assert resumed.train_loss == full.train_loss and resumed.test_accuracy == full.test_accuracy
     # a state survives a round trip through its dict form
     again = ExpertState.from_dict(states[2].to_dict())
     assert torch.equal(train_expert(data, config, SEED, start=again).snapshots, full.snapshots)
+    # ... and through a checkpoint file read back with weights_only (what trajectory_store does)
+    buffer = io.BytesIO()
+    torch.save(states[1].to_dict(), buffer)
+    buffer.seek(0)
+    loaded = ExpertState.from_dict(torch.load(buffer, weights_only=True))
+    assert loaded.scheduler_state["finished_epochs"] == 2
+    assert (loaded.scheduler_state["scheduler"] is None) == restart  # a restarting optimizer has no MultiStepLR
+    assert torch.equal(train_expert(data, config, SEED, start=loaded).snapshots, full.snapshots)
+    if not restart:  # a state written before ScheduledOptimizer held the bare MultiStepLR state
+        legacy = dataclasses.replace(states[1], scheduler_state=states[1].scheduler_state["scheduler"])
+        assert torch.equal(train_expert(data, config, SEED, start=legacy).snapshots, full.snapshots)
     with pytest.raises(ValueError, match="missing"):
         ExpertState.from_dict({"epoch": 1})
 

@@ -109,7 +109,20 @@ def test_convexified_variants_convert_the_whole_store(store, variants):
     assert set(variants) == {"path-2", "uniform-2"}
     assert all(len(v) == len(store) for v in variants.values())  # the view's source, not only 2 experts
     assert variants["uniform-2"].manifest["options"]["lambda_mode"] == "uniform"
+    assert variants["path-2"].manifest["options"]["smoothing"] == "code"
     assert variants["path-2"].root != variants["uniform-2"].root
+
+
+def test_convexified_variants_with_other_options_get_their_own_folder(store, variants):
+    folder = variants["path-2"].root.parent
+    again = mcx.convexified_variants(store, folder, {"path-2": {}})["path-2"]
+    assert again.root == variants["path-2"].root  # resumed, not rebuilt
+    smoothed = mcx.convexified_variants(store, folder, {"path-2": {"smoothing": "paper"}})["path-2"]
+    assert smoothed.root != variants["path-2"].root and smoothed.manifest["options"]["smoothing"] == "paper"
+    end = store.num_epochs
+    snaps = store.trajectory(0).snapshots
+    assert torch.equal(variants["path-2"].trajectory(0).at(end), snaps[end])  # the code: 2 models, no smoothing
+    torch.testing.assert_close(smoothed.trajectory(0).at(end), (snaps[end - 1] + snaps[end]) / 2)
 
 
 def test_path_accuracies_load_each_point(data, store, variants):
@@ -151,3 +164,58 @@ def test_distill_and_evaluate_ends_with_an_evaluation(data, variants, tmp_path):
     periodic = mcx.distill_and_evaluate(data, source, config, 0, eval_config=eval_config, eval_every=1)
     assert [e["iteration"] for e in periodic.evaluations] == [0, 1, 2]
     assert periodic.evaluations[-1]["last"] == final_only.evaluations[0]["last"]
+
+
+# ---------------------------------------------------------------------- MCT preset and gradients
+def test_mct_config_takes_the_codes_choices():
+    base = MTTConfig.for_dataset("cifar10", 10)
+    mct = mcx.mct_config(base)
+    assert (mct.sampling, mct.gradient, mct.zca) == ("continuous", "tesla", False)
+    assert (mct.syn_steps, mct.lr_teacher) == (base.syn_steps, base.lr_teacher)  # not published: base values
+    assert mcx.mct_config(base, gradient="exact").gradient == "exact"
+    published = {ipc: mcx.mct_config(MTTConfig.for_dataset("cifar10", ipc), published=True) for ipc in (1, 10, 50)}
+    assert (published[10].syn_steps, published[10].expert_epochs, published[10].max_start_epoch) == (30, 15, 8)
+    assert (published[1].syn_steps, published[1].lr_lr, published[50].max_start_epoch) == (60, 1e-7, 40)
+    # --lr_init is never read by the code: syn_lr starts at lr_teacher = 0.01 at every IPC (MTT: 0.001 at 10, 50)
+    assert {c.lr_teacher for c in published.values()} == {0.01} and base.lr_teacher == 0.001
+    assert mcx.MCT_NUM_EVAL == 3
+    with pytest.raises(ValueError, match=r"ipc=5: MCT's run file gives settings for IPC \[1, 10, 50\] only"):
+        mcx.mct_config(MTTConfig(ipc=5), published=True)
+
+
+def test_vector_agreement_hand_values():
+    got = mcx.vector_agreement(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0]))
+    assert got["cosine"] == pytest.approx(2 ** -0.5) and got["relative_difference"] == pytest.approx(2 ** -0.5)
+    same = mcx.vector_agreement(torch.tensor([[2.0, -1.0]]), torch.tensor([[2.0, -1.0]]))
+    assert same == {"cosine": pytest.approx(1.0), "relative_difference": 0.0}
+    opposite = mcx.vector_agreement(-torch.ones(3), torch.ones(3))
+    assert opposite["cosine"] == pytest.approx(-1.0) and opposite["relative_difference"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="shapes differ"):
+        mcx.vector_agreement(torch.ones(2), torch.ones(3))
+    with pytest.raises(ValueError, match="zero gradient"):
+        mcx.vector_agreement(torch.zeros(2), torch.ones(2))
+
+
+def small_mct(syn_steps):
+    return mcx.mct_config(MTTConfig(ipc=1, iterations=3, syn_steps=syn_steps, expert_epochs=1, max_start_epoch=2,
+                                    lr_img=10.0, lr_teacher=0.01, lr_lr=1e-7, dsa=True))
+
+
+def test_gradient_agreement_probes_without_disturbing_the_run(data, variants):
+    source = variants["path-2"]
+    config = small_mct(3)
+    rows = mcx.gradient_agreement(data, source, config, 0, iterations=3)
+    net = build_expert_model(data, source.config)
+    plain = ddlib.run_distillation(ddlib.TrajectoryMatching(data, source, net, config, 0), 3, progress=False)
+    assert [r["iteration"] for r in rows] == [0, 1, 2]
+    assert [(r["expert"], r["start_epoch"], r["loss"]) for r in rows] == [
+        (h["expert"], h["start_epoch"], h["loss"]) for h in plain.history]
+    for r in rows:  # 3 inner steps: the dropped cross-step terms make the gradients differ, a little
+        assert 0.5 < r["cosine"] < 1 - 1e-9 and 0 < r["relative_difference"] < 1
+        assert r["norm_exact"] > 0 and r["norm_tesla"] > 0 and r["lr_grad_exact"] != r["lr_grad_tesla"]
+    one_step = mcx.gradient_agreement(data, source, small_mct(1), 0, iterations=2, start_from=plain.synthetic)
+    for r in one_step:  # nothing to drop with a single inner step
+        assert r["cosine"] == pytest.approx(1.0, abs=1e-6) and r["relative_difference"] < 1e-3
+        assert r["lr_grad_tesla"] == pytest.approx(r["lr_grad_exact"], rel=1e-4)
+    with pytest.raises(ValueError, match="iterations=0"):
+        mcx.gradient_agreement(data, source, config, 0, iterations=0)

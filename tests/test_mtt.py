@@ -6,6 +6,7 @@ import torch
 
 from ddlib.data import load_dataset
 from ddlib.distill_loop import NonFiniteLoss, run_distillation
+from ddlib.experts import ExpertConfig
 from ddlib.functional import ParamLayout, flatten_params, functional_forward
 from ddlib.models import build_model
 from ddlib.mtt import MTTConfig, TrajectoryMatching
@@ -218,8 +219,8 @@ def test_config_validation_happens_before_compute(digits, source):
 
 
 @pytest.mark.parametrize("switch", [
-    {"balanced_inner_loss": True}, {"intermediate_matching": True}, {"weight_perturbation": 0.1},
-    {"init": "representative"}, {"init": "noise"}, {"inner_momentum": 0.9},
+    {"balanced_inner_loss": True}, {"intermediate_matching": True}, {"perturbation": "paper"},
+    {"perturbation": "code"}, {"init": "representative"}, {"init": "noise"}, {"inner_momentum": 0.9},
 ])
 def test_each_ast_switch_runs_and_changes_the_result(digits, source, switch):
     base = run(digits, source, config(iterations=2))
@@ -228,10 +229,93 @@ def test_each_ast_switch_runs_and_changes_the_result(digits, source, switch):
     assert not torch.equal(base.synthetic.images_syn, changed.synthetic.images_syn)
 
 
-def test_ast_preset_turns_on_all_components():
-    cfg = config().with_ast()
-    assert cfg.init == "representative" and cfg.balanced_inner_loss and cfg.intermediate_matching
-    assert cfg.weight_perturbation == 0.1
+@pytest.mark.parametrize("features", ["embed", "logits"])
+def test_representative_init_features(digits, source, features):
+    """Paper: K-Means on the expert's penultimate features; AST code: on its logits."""
+    from ddlib.ast_components import class_features, representative_init
+    from ddlib.functional import load_flat_params
+    from ddlib.runtime import derive_seed
+
+    cfg = config(init="representative", representative_features=features)
+    method = TrajectoryMatching(digits, source, tiny_net(digits), cfg, 5)
+    encoder = tiny_net(digits)
+    load_flat_params(encoder, source.trajectories[0].snapshot(4))
+    for c in (0, 7):
+        index = digits.class_indices[c]
+        feats = class_features(encoder, digits.images_train[index], use_logits=features == "logits")
+        assert feats.shape[1] == (digits.num_classes if features == "logits" else 8)  # width 8 x a 1x1 map
+        chosen = representative_init(feats, cfg.ipc, derive_seed(5, "representative", c))
+        expected = digits.images_train[index[chosen]]
+        assert torch.equal(method.images.detach()[c * cfg.ipc:(c + 1) * cfg.ipc], expected)
+
+
+def test_ast_preset_code_and_paper():
+    for variant in ("code", "paper"):
+        cfg = config().with_ast(variant)
+        assert cfg.init == "representative" and cfg.balanced_inner_loss and cfg.intermediate_matching
+    code, paper = config().with_ast(), config().with_ast("paper")
+    assert code == config().with_ast("code")  # the code is the default
+    assert (code.perturbation, code.perturbation_alpha, code.balance_log_base, code.inner_momentum,
+            code.representative_features) == ("code", None, 5.0, 0.9, "logits")
+    assert (paper.perturbation, paper.perturbation_alpha, paper.balance_log_base, paper.inner_momentum,
+            paper.representative_features) == ("paper", None, None, 0.0, "embed")
+    assert config().with_ast("paper", perturbation_alpha=0.2).perturbation_alpha == 0.2  # overrides win
+    with pytest.raises(ValueError, match="variant='both'"):
+        config().with_ast("both")
+
+
+def test_perturbation_config_validation():
+    with pytest.raises(ValueError, match="perturbation_alpha=0.1 is set but perturbation='none'"):
+        config(perturbation_alpha=0.1)
+    with pytest.raises(ValueError, match="perturbation_alpha=0.0: expected > 0"):
+        config(perturbation="code", perturbation_alpha=0.0)
+    with pytest.raises(TypeError, match="perturbation"):
+        config(perturbation="filter")
+    with pytest.raises(ValueError, match="unknown key"):
+        config(weight_perturbation=0.1)  # the old switch is gone
+
+
+@pytest.mark.parametrize("memory", ["recompute", "graph"])
+@pytest.mark.parametrize("variant", ["paper", "code"])
+def test_matching_denominators_use_the_perturbed_start(digits, source, monkeypatch, variant, memory):
+    """A student that cannot move (syn_lr 1e-30) stays at the perturbed start theta*_t, so every matching
+    term ||theta*_t - theta_e||^2 / ||theta*_t - theta_e||^2 is exactly 1: 1 for the final term, 2 with one
+    intermediate point. A denominator from the unperturbed theta_t would give another value."""
+    import ddlib.ast_components as ast_module
+
+    original, starts = ast_module.perturb_weights, []
+
+    def recording(flat, *args, **kwargs):
+        starts.append((flat.clone(), original(flat, *args, **kwargs)))
+        return starts[-1][1]
+
+    monkeypatch.setattr(ast_module, "perturb_weights", recording)
+    for intermediate, expected in ((False, 1.0), (True, 2.0)):
+        cfg = config(iterations=1, lr_teacher=1e-30, perturbation=variant, intermediate_matching=intermediate,
+                     memory=memory, dsa=False)
+        step = TrajectoryMatching(digits, source, tiny_net(digits), cfg, 0).step(0)
+        assert step["loss"] == pytest.approx(expected, rel=1e-5)
+        theta, perturbed = starts[-1]
+        target = source.trajectories[step["expert"]].snapshot(int(step["start_epoch"]) + cfg.expert_epochs)
+        unperturbed_ratio = float((perturbed - target).pow(2).sum() / (theta - target).pow(2).sum())
+        assert abs(unperturbed_ratio - 1.0) > 1e-4  # the test can tell the two denominators apart
+
+
+def test_zca_mismatch_between_experts_and_config_raises_before_compute(digits, source):
+    class StoreLike(MemorySource):
+        def __init__(self, trajectories, zca):
+            super().__init__(trajectories)
+            self.config = ExpertConfig(zca=zca)
+
+    for expert_zca, cfg_zca in ((True, False), (False, True)):
+        store = StoreLike(source.trajectories, expert_zca)
+        message = (rf"experts were trained with zca={expert_zca} .* MTTConfig.zca={cfg_zca}.*"
+                   rf"Pass MTTConfig\(zca={expert_zca}\)")
+        with pytest.raises(ValueError, match=message):
+            TrajectoryMatching(digits, store, tiny_net(digits), config(zca=cfg_zca), 0)
+        assert store.loads == 0  # nothing loaded or computed
+    matching = StoreLike(source.trajectories, False)
+    assert TrajectoryMatching(digits, matching, tiny_net(digits), config(), 0).config.zca is False
 
 
 def test_balanced_weight_recorded(digits, source):
@@ -251,3 +335,15 @@ def test_syn_lr_is_clamped_at_its_floor(digits, source):
     assert result.synthetic.syn_lr == 0.5
     with pytest.raises(ValueError, match="min_syn_lr=0"):
         config(min_syn_lr=0.0)
+
+
+def test_loaded_state_does_not_share_optimizer_buffers(digits, source):
+    # A state loaded into a second distiller must be a copy: stepping the second one
+    # must leave the first one's image-momentum buffer untouched.
+    first = TrajectoryMatching(digits, source, tiny_net(digits), config(), seed=0)
+    first.step(0)
+    second = TrajectoryMatching(digits, source, tiny_net(digits), config(), seed=0)
+    second.load_state_dict(first.state_dict())
+    before = first.opt_img.state[first.images]["momentum_buffer"].clone()
+    second.step(1)
+    assert torch.equal(first.opt_img.state[first.images]["momentum_buffer"], before)

@@ -149,3 +149,117 @@ def test_bad_labels_on_disk_raise(tmp_path):
     _rewrite(folder, {"images_syn": torch.zeros(6, 1, 4, 4), "labels_syn": torch.tensor([0, 0, 1, 1, 2, 7])})
     with pytest.raises(ValueError, match="outside"):
         SyntheticSet.load(folder)
+
+
+# -- provenance stamped by run_distillation ---------------------------------------------------------
+class _FakeStore:
+    """Stand-in expert store on disk: a folder and a manifest with two experts."""
+
+    def __init__(self, root, experts=({"seed": 1, "sha256": "aa"}, {"seed": 2, "sha256": "bb"})):
+        self.root, self.manifest = root, {"arch": "ConvNet", "experts": [dict(e) for e in experts]}
+
+    def __len__(self) -> int:
+        return len(self.manifest["experts"])
+
+
+class _Counting:
+    """A Distiller that only counts its steps (and fails at ``fail_at``)."""
+
+    def __init__(self, config, source=None, seed=7, fail_at=None):
+        self.config, self.source, self.seed, self.fail_at, self.steps = config, source, seed, fail_at, 0
+
+    def step(self, iteration):
+        from ddlib.distill_loop import NonFiniteLoss
+
+        if iteration == self.fail_at:
+            raise NonFiniteLoss("loss is nan")
+        self.steps += 1
+        return {"loss": 1.0}
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.steps = state["steps"]
+
+    def synthetic_set(self):
+        return make_set(config=self.config or {}, provenance={"seed": self.seed})
+
+    def fingerprint(self):
+        return {"config": self.config.to_dict() if self.config else None, "seed": self.seed}
+
+
+def test_run_distillation_stamps_provenance(tmp_path):
+    import ddlib
+    from ddlib.distill_loop import run_distillation
+    from ddlib.provenance import expert_store_id, git_sha, source_hash
+
+    config = _MethodConfig(iterations=3)
+    store = _FakeStore(tmp_path / "experts")
+    method = _Counting(config, store)
+    result = run_distillation(method, progress=False)  # iterations from the config
+    prov = result.synthetic.provenance
+    assert method.steps == 3 and (prov["iterations"], prov["iterations_planned"]) == (3, 3)
+    assert prov["method_config"] == {"method": "mtt", "iterations": 3} and prov["seed"] == 7
+    assert prov["expert_store"] == expert_store_id(store)
+    assert prov["expert_store"]["path"] == str(tmp_path / "experts") and prov["expert_store"]["experts"] == 2
+    assert (prov["ddlib_version"], prov["git_sha"]) == (ddlib.__version__, git_sha())
+    assert prov["ddlib_source_sha256"] == source_hash()
+    folder = result.synthetic.save(tmp_path / "set")
+    assert SyntheticSet.load(folder).provenance == prov  # survives the disk
+    dm_like = run_distillation(_Counting(config, source=None), progress=False).synthetic.provenance
+    assert dm_like["expert_store"] is None
+
+
+def test_provenance_records_the_iterations_actually_run():
+    from ddlib.distill_loop import run_distillation
+
+    result = run_distillation(_Counting(_MethodConfig(iterations=5), fail_at=2), progress=False)
+    assert result.iterations_done == 2
+    assert (result.synthetic.provenance["iterations"], result.synthetic.provenance["iterations_planned"]) == (2, 5)
+
+
+def test_iterations_have_one_source_of_truth():
+    from ddlib.distill_loop import run_distillation
+
+    method = _Counting(_MethodConfig(iterations=3))
+    with pytest.raises(ValueError, match="iterations=4 differs from the method config's iterations=3"):
+        run_distillation(method, 4, progress=False)
+    assert run_distillation(method, 3, progress=False).iterations_done == 3  # equal: fine
+
+    class NoConfig(_Counting):
+        pass
+
+    bare = NoConfig(config=None)
+    with pytest.raises(ValueError, match="iterations=None but NoConfig has no config.iterations"):
+        run_distillation(bare, progress=False)
+    assert run_distillation(bare, 2, progress=False).iterations_done == 2
+
+
+def test_expert_store_id_follows_the_experts_used(tmp_path):
+    from ddlib.provenance import expert_store_id
+
+    store = _FakeStore(tmp_path)
+    same = expert_store_id(_FakeStore(tmp_path))
+    assert expert_store_id(store) == same and len(same["manifest_sha256"]) == 64
+    retrained = _FakeStore(tmp_path, ({"seed": 1, "sha256": "aa"}, {"seed": 2, "sha256": "cc"}))
+    assert expert_store_id(retrained)["manifest_sha256"] != same["manifest_sha256"]
+
+    class FirstOne(_FakeStore):  # like ddlib.experiments.FirstExperts: a view of the first expert
+        experts = property(lambda self: self.manifest["experts"][:1])
+        __len__ = lambda self: 1  # noqa: E731
+
+    first = expert_store_id(FirstOne(tmp_path))
+    assert first["experts"] == 1 and first["manifest_sha256"] != same["manifest_sha256"]
+    extended = _FakeStore(tmp_path, ({"seed": 1, "sha256": "aa"}, {"seed": 2, "sha256": "bb"}, {"seed": 3}))
+    assert expert_store_id(FirstOne(extended.root, extended.manifest["experts"]))["manifest_sha256"] == \
+        first["manifest_sha256"]  # extending the store does not change the id of what was used
+    assert expert_store_id(None) is None and expert_store_id(object()) is None
+
+
+def test_with_provenance_adds_fields():
+    syn = make_set()
+    more = syn.with_provenance(iterations=4)
+    assert more.provenance == {"seed": 3, "iterations": 4} and syn.provenance == {"seed": 3}
+    with pytest.raises(ValueError, match="JSON-serialisable"):
+        syn.with_provenance(bad=float("inf"))

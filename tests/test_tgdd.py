@@ -114,7 +114,8 @@ def test_alpha_and_lr_img_ipc_rules():
     assert TGDDConfig(ipc=10, lr_img_per_ipc=0.1).effective_lr_img == pytest.approx(1.0)
     assert TGDDConfig(ipc=10, lr_img=3.0).effective_lr_img == 3.0
     cfg = TGDDConfig()
-    assert (cfg.iterations, cfg.region_length, cfg.batch_real, cfg.init, cfg.clamp) == (10000, 7, 256, "real", True)
+    assert (cfg.iterations, cfg.region_length, cfg.batch_real, cfg.init, cfg.clamp) == (10000, 7, 128, "real", True)
+    assert (cfg.dsa, cfg.augmentation) == (True, "idc")  # the authors' code: IDC DiffAug, batch_real 128
     with pytest.raises(ValueError, match="no loss"):
         TGDDConfig(use_mmd=False, use_sdc=False)
     with pytest.raises(ValueError, match="unknown key"):
@@ -125,6 +126,30 @@ def test_optimizer_uses_the_effective_lr(digits, experts):
     method = make_tgdd(digits, experts, ipc=2)
     assert method.opt_img.param_groups[0]["lr"] == pytest.approx(0.02)
     assert method.opt_img.param_groups[0]["momentum"] == 0.5
+
+
+def test_matching_augmentation_is_idc_diffaug_by_default(digits, experts, monkeypatch):
+    from ddlib.data.augment import DSA
+    from ddlib.data.diffaug import DiffAug
+
+    method = make_tgdd(digits, experts)
+    assert isinstance(method.augment, DiffAug)
+    assert (method.augment.config.strategy, method.augment.config.batch) == ("color_crop_cutout", True)
+    assert type(make_tgdd(digits, experts, augmentation="dsa").augment) is DSA
+    assert make_tgdd(digits, experts, dsa=False).augment is None
+    with pytest.raises(TypeError, match="augmentation"):
+        TGDDConfig(augmentation="flip")
+    # one shared draw per class for the class's real and synthetic batch, every op applied
+    shared = []
+    original = DiffAug.siamese
+
+    def recording(self, *batches, generator):
+        shared.append(len(batches))
+        return original(self, *batches, generator=generator)
+
+    monkeypatch.setattr(DiffAug, "siamese", recording)
+    method.step(0)
+    assert shared == [2] * digits.num_classes
 
 
 # -- the distiller -------------------------------------------------------------------------------
@@ -208,11 +233,12 @@ def test_nan_loss_raises_before_updating(digits, experts, monkeypatch):
 
 
 def test_resume_after_interruption_matches_straight_run(digits, experts, tmp_path):
-    straight = run_distillation(make_tgdd(digits, experts, seed=4), 4, **LOOP)
+    straight = run_distillation(make_tgdd(digits, experts, seed=4, iterations=4), **LOOP)
     path = tmp_path / "tgdd.pt"
     with pytest.raises(KeyboardInterrupt):
-        run_distillation(Interrupting(make_tgdd(digits, experts, seed=4), 2), 4, checkpoint_path=path, **LOOP)
-    resumed = run_distillation(make_tgdd(digits, experts, seed=4), 4, checkpoint_path=path, **LOOP)
+        run_distillation(Interrupting(make_tgdd(digits, experts, seed=4, iterations=4), 2), checkpoint_path=path,
+                         **LOOP)
+    resumed = run_distillation(make_tgdd(digits, experts, seed=4, iterations=4), checkpoint_path=path, **LOOP)
     assert resumed.iterations_done == 4
     assert torch.equal(resumed.synthetic.images_syn, straight.synthetic.images_syn)
     assert resumed.history == straight.history

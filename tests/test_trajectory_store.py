@@ -74,7 +74,7 @@ def test_store_contents_match_train_expert(env, built):
     root, store = built
     data, config, seed = env["DATA"], env["CONFIG"], env["SEED"]
     assert len(store) == 2 and store.num_epochs == 4
-    assert sorted(p.name for p in root.iterdir()) == ["expert_000.pt", "expert_001.pt", MANIFEST_NAME]
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "expert_000.pt", "expert_001.pt", MANIFEST_NAME]
     for k in range(2):
         expected = train_expert(data, config, derive_seed(seed, "expert", k))
         trajectory = store.trajectory(k)
@@ -300,7 +300,7 @@ def test_kill_9_and_resume_is_bit_identical(env, built, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="ddlib.trajectory_store"):
         store = generate_experts(root, env["DATA"], env["CONFIG"], 2, env["SEED"], progress=False)
     assert "expert 1: resuming from epoch" in caplog.text
-    assert sorted(p.name for p in root.iterdir()) == ["expert_000.pt", "expert_001.pt", MANIFEST_NAME]
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "expert_000.pt", "expert_001.pt", MANIFEST_NAME]
     for k in range(2):
         assert torch.equal(store.trajectory(k).snapshots, reference.trajectory(k).snapshots)
     # metrics, hashes, sizes: the whole manifest is identical to the uninterrupted run's

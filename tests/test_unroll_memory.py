@@ -141,7 +141,7 @@ def toy_dataset():
 def distill(memory, iterations=2, **changes):
     cfg = MTTConfig(ipc=IPC, iterations=iterations, syn_steps=5, expert_epochs=2, max_start_epoch=2, lr_img=10.0,
                     lr_lr=1e-4, lr_teacher=0.05, batch_syn=4, dsa=True, balanced_inner_loss=True,
-                    intermediate_matching=True, weight_perturbation=0.1, memory=memory).replace(**changes)
+                    intermediate_matching=True, perturbation="paper", memory=memory).replace(**changes)
     method = TrajectoryMatching(toy_dataset(), Source(), tiny_net(0, torch.float32), cfg, seed=0)
     initial = method.images.detach().clone()
     return method, initial, run_distillation(method, iterations, progress=False)

@@ -89,12 +89,35 @@ def _to_torch(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, tor
     return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels.astype(np.int64))
 
 
+REPLACE_HINT = "the file is damaged or not the official one: delete it and fetch it again (download=True)"
+
+
 def _check_labels(labels: np.ndarray, num_classes: int, path: Path) -> np.ndarray:
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)]
         raise ValueError(
-            f"{path}: labels range [{labels.min()}, {labels.max()}]; expected [0, {num_classes})"
+            f"{path}: labels range [{labels.min()}, {labels.max()}] ({bad.size} outside, e.g. {bad[0]}); "
+            f"expected [0, {num_classes}); {REPLACE_HINT}"
         )
     return labels
+
+
+def _integers(value: Any, path: Path, key: str, bounds: tuple[int, int] | None = None) -> np.ndarray:
+    """``value`` as an array of whole numbers (within ``bounds`` if given); never a silent cast."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:  # ragged lists
+        raise ValueError(f"{path}: {key!r} is not an array ({error}); {REPLACE_HINT}") from error
+    numeric = array.dtype != bool and np.issubdtype(array.dtype, np.number)
+    odd = array if not numeric else array[~np.isfinite(array) | (array != np.round(array))]
+    if odd.size:
+        kind = f"{array.dtype} values" if not numeric else "non-integer values"
+        raise ValueError(f"{path}: {key!r} holds {kind} (e.g. {odd.reshape(-1)[:1].tolist()}); expected integers; "
+                         f"{REPLACE_HINT}")
+    if bounds is not None and array.size and (array.min() < bounds[0] or array.max() > bounds[1]):
+        raise ValueError(f"{path}: {key!r} values range [{array.min()}, {array.max()}]; expected {list(bounds)} "
+                         f"(uint8 pixels); {REPLACE_HINT}")
+    return array
 
 
 # ----------------------------------------------------------------- MNIST (IDX)
@@ -208,8 +231,8 @@ def _field(batch: dict[str, Any], key: str, path: Path) -> Any:
 
 def _cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     batch = _unpickle(path)
-    data = np.asarray(_field(batch, "data", path), dtype=np.uint8)
-    labels = np.asarray(_field(batch, label_key, path), dtype=np.int64).reshape(-1)
+    data = _integers(_field(batch, "data", path), path, "data", (0, 255)).astype(np.uint8, copy=False)
+    labels = _integers(_field(batch, label_key, path), path, label_key).astype(np.int64).reshape(-1)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise ValueError(f"{path}: 'data' has shape {data.shape}; expected (N, 3072)")
     if len(labels) != len(data):
