@@ -28,9 +28,9 @@ from torch import nn
 from .ast_components import class_features, representative_init
 from .ast_experts import (EXPERT_VARIANTS, VariantLoss, _check_preset, expert_input_gradient_norms,
                           expert_network, expert_summary, expert_variant, first_experts, input_gradient_norm,
-                          trajectory_curves)
+                          per_expert_metrics, trajectory_curves)
 from .ast_reporting import (beside_paper, best_so_far, coefficient_of_variation, first_reaching, record_series,
-                            relative_jitter, settings_table)
+                            relative_jitter, settings_table, unit_values)
 from .coresets import forgetting_counts, select_most_forgotten
 from .data.dataset import ImageDataset
 from .data.zca import ZCA
@@ -134,7 +134,7 @@ class RunOutcome:
 
 def distill(data: ImageDataset, store: TrajectoryStore, config: MTTConfig, seed: int, *, eval_config: EvalConfig,
             folder: str | Path, name: str, zca: ZCA | None = None, device: str | torch.device = "cpu",
-            eval_every: int = 0) -> RunOutcome:
+            eval_every: int = 0, periodic_eval_config: EvalConfig | None = None) -> RunOutcome:
     """Run (or resume) one MTT/AST distillation and evaluate its final synthetic set.
 
     The checkpoint is ``folder/<name>-<key>.pt``, the key hashing the config, seed,
@@ -142,24 +142,34 @@ def distill(data: ImageDataset, store: TrajectoryStore, config: MTTConfig, seed:
     finished) and a changed setting starts afresh. ``eval_every > 0`` evaluates at
     iteration 0, every ``eval_every`` iterations and at the end (Fig. 7); otherwise the
     final set is evaluated once and the result cached beside the checkpoint as JSON.
+    ``periodic_eval_config`` (default: ``eval_config``) evaluates the sets before the last
+    iteration, e.g. with fewer networks: network ``i`` of any evaluation with ``seed`` is the same
+    network, so a one-network curve follows network 0 of the final evaluation.
     """
     net = build_expert_model(data, store.config)
     method = TrajectoryMatching(data, store, net, config, seed, zca=zca, device=device)
-    key = run_key(config.to_dict(), seed, store.root.name, len(store), eval_config.to_dict(), eval_every)
+    extra = () if periodic_eval_config is None else (periodic_eval_config.to_dict(),)  # old keys unchanged
+    key = run_key(config.to_dict(), seed, store.root.name, len(store), eval_config.to_dict(), eval_every, *extra)
     checkpoint = Path(folder) / f"{name}-{key}.pt"
 
+    def evaluate_with(chosen: EvalConfig, syn: SyntheticSet) -> dict[str, Any]:
+        return evaluate_synthetic(syn, data, chosen, seed, device=device, zca=zca, progress=False).to_dict()
+
     def evaluate(syn: SyntheticSet, iteration: int) -> dict[str, Any]:
-        return evaluate_synthetic(syn, data, eval_config, seed, device=device, zca=zca, progress=False).to_dict()
+        last = periodic_eval_config is None or iteration == config.iterations
+        return evaluate_with(eval_config if last else periodic_eval_config, syn)
 
     result = run_distillation(method, config.iterations, checkpoint_path=checkpoint, evaluate=evaluate,
                               eval_every=eval_every, progress=False, desc=name)
-    final = next((e for e in result.evaluations if e["iteration"] == result.iterations_done), None)
+    done = result.iterations_done  # a stopped run's last periodic evaluation is not the final protocol's
+    full = periodic_eval_config is None or done == config.iterations
+    final = next((e for e in result.evaluations if e["iteration"] == done and full), None)
     cache = checkpoint.with_suffix(".eval.json")
     if final is None and cache.exists():  # an empty or damaged cache is recomputed (with a warning)
         cached = read_json(cache, "evaluation cache", on_corrupt="recompute")
         final = cached if isinstance(cached, dict) and cached.get("iteration") == result.iterations_done else None
     if final is None:
-        final = {"iteration": result.iterations_done, **evaluate(result.synthetic, result.iterations_done)}
+        final = {"iteration": result.iterations_done, **evaluate_with(eval_config, result.synthetic)}
         write_json(cache, final)
     return RunOutcome(result, final, config, store.root.name)
 

@@ -25,7 +25,8 @@ from .train import LossHook, cross_entropy_hook
 from .trajectory_store import TrajectoryStore
 
 __all__ = ["EXPERT_VARIANTS", "VariantLoss", "expert_variant", "first_experts", "expert_summary",
-           "input_gradient_norm", "expert_input_gradient_norms", "trajectory_curves", "expert_network"]
+           "input_gradient_norm", "expert_input_gradient_norms", "per_expert_metrics", "trajectory_curves",
+           "expert_network"]
 
 #: Expert-training variants: Table 1's optimizers and Table 6's smoothness ablation.
 EXPERT_VARIANTS = ("SGD", "SGD+momentum", "Adam", "momentum+GP", "momentum+GP+clip")
@@ -165,6 +166,32 @@ def expert_input_gradient_norms(store: TrajectoryStore, data: ImageDataset, imag
         values = np.array([e[norm] for e in per_expert])
         out[norm], out[f"{norm}_std"] = float(values.mean()), float(values.std())
     return out
+
+
+def per_expert_metrics(store: TrajectoryStore, data: ImageDataset, images: torch.Tensor) -> dict[str, np.ndarray]:
+    """Tables 1 and 6 per expert (the experts are the units of the claims on experts).
+
+    Expert ``k`` of every variant is trained from the same seed (init and data order), so
+    experts of two variants pair by index.
+
+    Parameters
+    ----------
+    images : torch.Tensor, shape (N, C, H, W)
+        Where the input-gradient norms are measured (the images the experts saw).
+
+    Returns
+    -------
+    dict of numpy.ndarray, each of shape (num_experts,)
+        ``avg_var`` (mean_t ||theta_t - theta_{t+1}||^2), ``expert_acc`` (final test accuracy,
+        percent), ``input_grad_norm_sample`` (paper's per-sample norm) and ``input_grad_norm_pixel``
+        (code's per-pixel norm) of the final network.
+    """
+    norms = [_input_gradient_norms(expert_network(store, data, k), images.to(data.images_train.device),
+                                   ("sample", "pixel")) for k in range(len(store))]
+    return {"avg_var": np.array([average_variation(store.trajectory(k).snapshots) for k in range(len(store))]),
+            "expert_acc": np.array([100 * float(e["test_accuracy"][-1]) for e in store.experts]),
+            "input_grad_norm_sample": np.array([n["sample"] for n in norms]),
+            "input_grad_norm_pixel": np.array([n["pixel"] for n in norms])}
 
 
 def trajectory_curves(store: TrajectoryStore) -> dict[str, np.ndarray]:

@@ -18,13 +18,22 @@ from .experiments import SCALES, Recorder, ScaleSettings
 from .results import Record, collect_provenance, paper_results
 
 __all__ = ["best_so_far", "first_reaching", "coefficient_of_variation", "relative_jitter", "record_series",
-           "beside_paper", "settings_table"]
+           "beside_paper", "unit_values", "settings_table"]
 
 
-def best_so_far(evaluations: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[float]]:
-    """Fig. 7's curve: iterations and the best mean last-epoch accuracy (percent) reached so far."""
+def best_so_far(evaluations: Sequence[Mapping[str, Any]], statistic: str = "last",
+                network: int | None = None) -> tuple[list[int], list[float]]:
+    """Fig. 7's curve: iterations and the best accuracy (percent) reached so far.
+
+    Each evaluation (an ``EvalResult.to_dict()`` with ``iteration``) contributes its ``statistic``
+    (``"last"`` epoch or ``"best"`` test point): the mean over its networks (``network=None``)
+    or network ``network``'s own value (the same network in every evaluation of one seed).
+    """
+    if statistic not in ("last", "best"):
+        raise ValueError(f"statistic={statistic!r}: expected 'last' or 'best'")
     iterations = [int(e["iteration"]) for e in evaluations]
-    best = np.maximum.accumulate([100 * float(e["last_mean"]) for e in evaluations])
+    values = [e[f"{statistic}_mean"] if network is None else e[statistic][network] for e in evaluations]
+    best = np.maximum.accumulate([100 * float(v) for v in values])
     return iterations, [float(b) for b in best]
 
 
@@ -49,14 +58,20 @@ def relative_jitter(values: Sequence[float]) -> float:
 
 
 def record_series(recorder: Recorder, experiment: str, method: str, metric: str, xs: Iterable[Any],
-                  ys: Iterable[float], *, x_name: str, ipc: int | None = None, seed: int = 0,
-                  config: Mapping[str, Any] | None = None, wall_time_s: float = 0.0) -> list[float]:
+                  ys: Iterable[float], *, x_name: str, ipc: int | None = None, seed: int | None = None,
+                  distill_seed: int | None = None, config: Mapping[str, Any] | None = None,
+                  wall_time_s: float = 0.0) -> list[float]:
     """Record a figure's series (``x_name`` goes into each record's config) in ONE write, with one
-    provenance; returns the values recorded. :meth:`ddlib.recorder.Recorder.add` rewrites the file per number."""
+    provenance; returns the values recorded. :meth:`ddlib.recorder.Recorder.add` rewrites the file per number.
+
+    ``seed`` (default: the recorder's run seed) is the record's run seed; ``distill_seed`` tags a
+    series of one distillation seed."""
     provenance = collect_provenance(recorder.device, wall_time_s)
+    seed = recorder.seed if seed is None else seed
     records = [Record(paper=recorder.paper, experiment=experiment, method=method, dataset=recorder.dataset,
                       ipc=ipc, arch="ConvNet", seed=seed, metric=metric, value=float(y), scale=recorder.scale,
-                      config={**dict(config or {}), x_name: x}, provenance=provenance) for x, y in zip(xs, ys)]
+                      config={**dict(config or {}), x_name: x}, provenance=provenance, distill_seed=distill_seed)
+               for x, y in zip(xs, ys)]
     recorder.extend(records)  # stamps the run's key, id and params
     return [r.value for r in records]
 
@@ -69,36 +84,77 @@ def _text(value: Any) -> str:
 
 
 def _mean_std(values) -> str:
+    """``"mean ± sd"`` (sample sd, ddof 1, over the units) or the mean alone for one unit."""
     values = np.asarray(values, dtype=np.float64)
     if len(values) == 0:
         return ""
-    return f"{values.mean():.4g}" if len(values) == 1 else f"{values.mean():.4g} ± {values.std():.2g}"
+    return f"{values.mean():.4g}" if len(values) == 1 else f"{values.mean():.4g} ± {values.std(ddof=1):.2g}"
+
+
+def unit_values(records) -> np.ndarray:
+    """One value per independent unit: the mean of each distillation seed's records (its evaluation
+    networks), and every record without a seed (an expert, a timing) as its own unit."""
+    seeded = records["distill_seed"].notna() if "distill_seed" in records else np.zeros(len(records), bool)
+    per_seed = records[seeded].groupby("distill_seed")["value"].mean()
+    return np.concatenate([per_seed.to_numpy(np.float64), records.loc[~seeded, "value"].to_numpy(np.float64)])
+
+
+def _units_text(group, metrics: Sequence[str]) -> int | str:
+    """How many units the columns average: an int when all columns count the same kind of unit,
+    else e.g. ``"5 experts, 3 seeds"``."""
+    counts: dict[str, int] = {}
+    for metric in metrics:
+        rows = group[group["metric"] == metric]
+        seeded = "distill_seed" in rows and rows["distill_seed"].notna().any()
+        experts = "config" in rows and len(rows) and all("expert" in c for c in rows["config"])
+        counts.setdefault("seeds" if seeded else "experts" if experts else "records", len(unit_values(rows)))
+    if len(counts) == 1:
+        return next(iter(counts.values()))
+    return ", ".join(f"{n} {kind if n != 1 else kind[:-1]}" for kind, n in counts.items())
 
 
 def beside_paper(ours, experiment: str, metrics: Sequence[str], keys: Sequence[str] = ("method",),
-                 paper: str = "AST"):
-    """Our records (mean ± std over records) beside the published cells of ``experiment``.
+                 paper: str = "AST", *, labels: Mapping[str, str] | None = None,
+                 published_metrics: Mapping[str, str | None] | None = None):
+    """Our records (mean ± sd over units) beside the published cells of ``experiment``.
 
     Rows are the ``keys`` groups of ``ours`` (a :func:`~ddlib.results.read_records` frame); a
     published cell matches on every key that is a column of the results file (method, arch, ipc).
-    Columns: the keys, ``ours: <metric>`` per metric, ``n``, ``scale``, ``dataset``, then
-    ``paper <dataset>: <metric>`` for every published data set ("" where the paper has no cell).
+    The values of each distillation seed are averaged first (:func:`unit_values`), so ``±`` is the
+    spread over seeds (over experts for expert records) and ``n`` counts those units.
+
+    Parameters
+    ----------
+    labels : mapping, optional
+        Column title of each metric (default ``"ours: <metric>"``).
+    published_metrics : mapping, optional
+        Our metric -> the published metric it is compared with (default: the same name);
+        ``None`` gives that metric no paper column (e.g. the last epoch, where the paper reports
+        the best test point).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The keys, one column per metric, ``n``, ``scale``, ``dataset``, then
+        ``paper <dataset>: <published metric>`` per published data set ("" where the paper has no cell).
     """
     import pandas as pd
 
+    labels = {m: f"ours: {m}" for m in metrics} | dict(labels or {})
+    compared = {m: m for m in metrics} | dict(published_metrics or {})
     published = paper_results()
     published = published[(published["paper"] == paper) & (published["table"] == experiment)]
     rows = []
     for key, group in ours.groupby(list(keys), sort=False, dropna=False):
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         for metric in metrics:
-            row[f"ours: {metric}"] = _mean_std(group.loc[group["metric"] == metric, "value"])
-        row.update(n=int((group["metric"] == metrics[0]).sum()), scale=", ".join(sorted(group["scale"].unique())),
+            row[labels[metric]] = _mean_std(unit_values(group[group["metric"] == metric]))
+        row.update(n=_units_text(group, metrics), scale=", ".join(sorted(group["scale"].unique())),
                    dataset=", ".join(sorted(group["dataset"].unique())))
         for name, cells in published.groupby("dataset", sort=False):
             for k in (k for k in keys if k in ("method", "arch", "ipc")):
                 cells = cells[cells[k].astype(str) == _text(row[k])]
-            for metric in metrics:
+            for metric in dict.fromkeys(compared[m] for m in metrics if compared[m] is not None):
                 cell = cells[cells["metric"] == metric]
                 row[f"paper {name}: {metric}"] = "" if cell.empty else f"{cell['value'].iloc[0]:g}" + (
                     f" ± {cell['std'].iloc[0]:g}" if pd.notna(cell["std"].iloc[0]) else "")

@@ -115,9 +115,9 @@ def herding_select(features: torch.Tensor, k: int) -> list[int]:
     return picks
 
 
-def kcenter_select(features: torch.Tensor, k: int) -> list[int]:
-    """Greedy k-center (Sener & Savarese 2018): start at the row nearest the mean, then
-    repeatedly add the row farthest from its nearest chosen center.
+def kcenter_select(features: torch.Tensor, k: int, *, first: int | None = None) -> list[int]:
+    """Greedy k-center (Sener & Savarese 2018): start at row ``first`` (default: the row
+    nearest the mean), then repeatedly add the row farthest from its nearest chosen center.
 
     Parameters
     ----------
@@ -125,6 +125,8 @@ def kcenter_select(features: torch.Tensor, k: int) -> list[int]:
         ``(n, D)`` features of one class.
     k : int
         Number of centers, ``k <= n``.
+    first : int, optional
+        Row of the first center, ``0 <= first < n``; ``None``: the row nearest the mean.
 
     Returns
     -------
@@ -132,7 +134,10 @@ def kcenter_select(features: torch.Tensor, k: int) -> list[int]:
         Row indices in pick order.
     """
     features = features.to(torch.float64)
-    first = int(_argmin_first(torch.linalg.vector_norm(features - features.mean(0), dim=1)))
+    if first is None:
+        first = int(_argmin_first(torch.linalg.vector_norm(features - features.mean(0), dim=1)))
+    elif isinstance(first, bool) or not isinstance(first, int) or not 0 <= first < len(features):
+        raise ValueError(f"first={first!r}: expected a row index in [0, {len(features)}) or None")
     picks = [first]
     nearest = torch.linalg.vector_norm(features - features[first], dim=1)
     free = torch.ones(len(features), dtype=torch.bool)
@@ -152,27 +157,40 @@ def _argmin_first(values: torch.Tensor) -> int:
 
 
 def _feature_coreset(data, ipc, net, batch_size, select, method, provenance) -> SyntheticSet:
+    """``select(features, ipc, c)`` picks rows of class ``c``'s features ``(n_c, D)``."""
     _check_ipc(data, ipc)
     chosen = []
-    for idx in data.class_indices:
+    for c, idx in enumerate(data.class_indices):
         features = feature_extractor(net, data.images_train[idx.to(data.images_train.device)], batch_size=batch_size)
-        chosen.append(idx[torch.tensor(select(features, ipc), dtype=torch.int64, device=idx.device)])
+        chosen.append(idx[torch.tensor(select(features, ipc, c), dtype=torch.int64, device=idx.device)])
     return _as_set(data, chosen, ipc, {"method": method}, provenance)
 
 
 def herding_coreset(data: ImageDataset, ipc: int, net: nn.Module, *, batch_size: int = 512) -> SyntheticSet:
     """Per class, :func:`herding_select` in the feature space ``net.embed`` of a trained ``net``."""
-    return _feature_coreset(data, ipc, net, batch_size, herding_select, "herding", {})
+    return _feature_coreset(data, ipc, net, batch_size, lambda f, k, c: herding_select(f, k), "herding", {})
 
 
 def kcenter_coreset(data: ImageDataset, ipc: int, net: nn.Module, seed: int = 0, *,
-                    batch_size: int = 512) -> SyntheticSet:
+                    start: str = "mean", batch_size: int = 512) -> SyntheticSet:
     """Per class, :func:`kcenter_select` in the feature space ``net.embed`` of a trained ``net``.
 
-    The selection is deterministic (first center nearest the class mean, ties to the lower
-    index); ``seed`` is only recorded in the provenance, for symmetry with the other baselines.
+    The greedy algorithm needs a first center. ``start="mean"`` (default) takes the image
+    nearest the class mean: the selection is then deterministic (ties to the lower index)
+    and ``seed`` is only recorded in the provenance. ``start="random"`` draws class ``c``'s
+    first center uniformly from ``derive_seed(seed, "kcenter", c)``, so replicates with
+    different seeds differ; the rest of the greedy selection stays deterministic.
     """
-    return _feature_coreset(data, ipc, net, batch_size, kcenter_select, "kcenter", {"seed": seed})
+    if start not in ("mean", "random"):
+        raise ValueError(f"start={start!r}: expected 'mean' (nearest the class mean) or 'random' (seeded)")
+
+    def select(features: torch.Tensor, k: int, c: int) -> list[int]:
+        if start == "mean":
+            return kcenter_select(features, k)
+        generator = make_generator(derive_seed(seed, "kcenter", c))
+        return kcenter_select(features, k, first=int(torch.randint(len(features), (1,), generator=generator)))
+
+    return _feature_coreset(data, ipc, net, batch_size, select, "kcenter", {"seed": seed, "start": start})
 
 
 # ---------------------------------------------------------------------- forgetting
@@ -281,15 +299,26 @@ def forgetting_coreset(
     lr: float = 0.01,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
+    counts: torch.Tensor | None = None,
 ) -> SyntheticSet:
     """The ``ipc`` most-forgotten training images per class (Toneva et al., ICLR 2019).
 
     See :func:`forgetting_counts` for the training run and :func:`select_most_forgotten`
     for the selection (ties to the lower index).
+
+    Parameters
+    ----------
+    counts : torch.Tensor, optional
+        ``(N_train,)`` forgetting events already counted by :func:`forgetting_counts` with
+        these arguments (one training run serves every IPC); ``None``: train and count here.
     """
     _check_ipc(data, ipc)
-    counts = forgetting_counts(data, epochs=epochs, seed=seed, arch=arch, width=width, depth=depth,
-                               norm=norm, lr=lr, batch_size=batch_size, device=device)
+    if counts is None:
+        counts = forgetting_counts(data, epochs=epochs, seed=seed, arch=arch, width=width, depth=depth,
+                                   norm=norm, lr=lr, batch_size=batch_size, device=device)
+    elif tuple(counts.shape) != (len(data.labels_train),):
+        raise ValueError(f"counts has shape {tuple(counts.shape)}: expected ({len(data.labels_train)},), "
+                         "one count per training image of the data set")
     chosen = select_most_forgotten(counts, data.labels_train, ipc, data.num_classes)
     config = {"method": "forgetting", "epochs": epochs, "arch": arch, "width": width, "depth": depth,
               "norm": norm, "lr": lr, "batch_size": batch_size}

@@ -173,25 +173,47 @@ def checkpoint_file(folder: str | os.PathLike, label: str, config: MTTConfig, se
 
 def distill_and_evaluate(data: ImageDataset, source: Any, config: MTTConfig, seed: int, *, eval_config: EvalConfig,
                          checkpoint_path: str | os.PathLike | None = None, eval_every: int = 0,
-                         device: str | torch.device = "cpu") -> DistillResult:
+                         eval_at: Iterable[int] = (), device: str | torch.device = "cpu") -> DistillResult:
     """Distil with :class:`~ddlib.mtt.TrajectoryMatching` from ``source``, then evaluate.
 
-    Every evaluation (periodic ones when ``eval_every > 0``, else only the final one) uses
-    the same ``seed``, so two methods are compared on the same evaluation networks.
+    Every evaluation (periodic ones when ``eval_every > 0``, those of ``eval_at``, and the
+    final one) uses the same ``seed``, so two methods are compared on the same evaluation
+    networks.
+
+    Parameters
+    ----------
+    eval_at : iterable of int
+        Further iterations ``0 <= i <= config.iterations`` to evaluate at (e.g. an early
+        checkpoint that is no multiple of ``eval_every``).
 
     Returns
     -------
     DistillResult
-        ``evaluations`` ends with the last iteration's entry: ``{"iteration": i,
-        **EvalResult.to_dict()}`` (accuracies as fractions).
+        ``evaluations`` holds one entry per evaluated iteration, in order, and ends with the
+        last iteration's: ``{"iteration": i, **EvalResult.to_dict()}`` (accuracies as fractions).
     """
+    wanted = {int(i) for i in eval_at}
+    if any(not 0 <= i <= config.iterations for i in wanted):
+        raise ValueError(f"eval_at={sorted(wanted)}: expected iterations in [0, {config.iterations}]")
+    # run_distillation calls back at multiples of one interval: the gcd of every wanted point,
+    # skipping the multiples nobody asked for (their entries hold no accuracies, dropped below)
+    every = math.gcd(*wanted, eval_every, config.iterations) if wanted else eval_every
+
     def evaluate(syn: SyntheticSet, iteration: int) -> dict[str, Any]:
         return evaluate_synthetic(syn, data, eval_config, seed, device=device, progress=False).to_dict()
 
+    def due(iteration: int) -> bool:
+        periodic = eval_every > 0 and iteration % eval_every == 0
+        return periodic or iteration in wanted or iteration == config.iterations
+
+    def evaluate_due(syn: SyntheticSet, iteration: int) -> dict[str, Any]:
+        return evaluate(syn, iteration) if due(iteration) else {}
+
     net = build_expert_model(data, source.config)
     method = TrajectoryMatching(data, source, net, config, seed, device=device)
-    result = run_distillation(method, config.iterations, checkpoint_path=checkpoint_path, evaluate=evaluate,
-                              eval_every=eval_every, progress=False, desc=f"ipc={config.ipc}")
+    result = run_distillation(method, config.iterations, checkpoint_path=checkpoint_path, evaluate=evaluate_due,
+                              eval_every=every, progress=False, desc=f"ipc={config.ipc}")
+    result.evaluations = [e for e in result.evaluations if "last" in e]
     if not result.evaluations or result.evaluations[-1]["iteration"] != result.iterations_done:
         result.evaluations.append({"iteration": result.iterations_done,
                                    **evaluate(result.synthetic, result.iterations_done)})

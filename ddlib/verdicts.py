@@ -207,8 +207,10 @@ class Verdict:
         units = f"n = {self.n} {self.n_unit}"
         unit = f" {self.unit}" if self.unit else ""
         if self.n < 2:
-            return (f"{self.estimand} = {_signed(self.effect)}{unit}, no interval from {units} (at least 2 "
-                    f"are needed): {self.verdict}")
+            # a log-scale effect is shown back on the ratio scale, as in the interval's sentence below
+            shown = (f"{_num(self.reference * math.exp(self.effect))}{unit}" if self.scale == "log"
+                     else f"{_signed(self.effect)}{unit}")
+            return f"{self.estimand} = {shown}, no interval from {units} (at least 2 are needed): {self.verdict}"
         if self.scale == "log":
             ref = self.reference
             return (f"{self.estimand} = {_num(ref * math.exp(self.effect))}{unit} (geometric mean), {level} CI "

@@ -137,6 +137,37 @@ def test_distill_resumes_and_caches_the_final_evaluation(tmp_path, digits, store
     assert periodic.record_config()["mtt"] == config.to_dict()
 
 
+def test_periodic_evaluations_follow_network_zero_of_the_final_one(tmp_path, digits, store):
+    config = MTTConfig(ipc=1, iterations=2, syn_steps=2, expert_epochs=1, max_start_epoch=1, lr_img=10.0,
+                       lr_teacher=0.01)
+    eval_config = EvalConfig.preset("ast", epochs=4, num_eval=2, width=4)
+    periodic = eval_config.replace(num_eval=1)
+    outcome = astx.distill(digits, store, config, 3, eval_config=eval_config, folder=tmp_path, name="fig7",
+                           eval_every=1, periodic_eval_config=periodic)
+    evaluations = outcome.result.evaluations
+    assert [(e["iteration"], len(e["last"])) for e in evaluations] == [(0, 1), (1, 1), (2, 2)]
+    assert outcome.final is evaluations[-1] and len(outcome.final["best"]) == 2  # the full protocol at the end
+    alone = ddlib.evaluate_synthetic(outcome.result.synthetic, digits, periodic, 3, progress=False)
+    assert alone.best[0] == outcome.final["best"][0]  # network 0 is the same network in either evaluation
+    its, best = astx.best_so_far(evaluations, "best", network=0)
+    assert its == [0, 1, 2] and best == list(np.maximum.accumulate([100 * e["best"][0] for e in evaluations]))
+    plain = astx.distill(digits, store, config, 3, eval_config=eval_config, folder=tmp_path, name="fig7",
+                         eval_every=1)
+    assert [len(e["last"]) for e in plain.result.evaluations] == [2, 2, 2]  # another key, another run
+
+
+def test_per_expert_metrics_agree_with_the_summaries(digits, store):
+    images = digits.images_train[:8]
+    metrics = astx.per_expert_metrics(store, digits, images)
+    assert {k: v.shape for k, v in metrics.items()} == {k: (2,) for k in (
+        "avg_var", "expert_acc", "input_grad_norm_sample", "input_grad_norm_pixel")}
+    summary, norms = astx.expert_summary(store), astx.expert_input_gradient_norms(store, digits, images)
+    assert metrics["avg_var"].mean() == pytest.approx(summary["avg_var"])
+    assert metrics["expert_acc"].mean() == pytest.approx(summary["expert_acc"])
+    assert metrics["input_grad_norm_sample"].mean() == pytest.approx(norms["sample"])
+    assert metrics["input_grad_norm_pixel"].std() == pytest.approx(norms["pixel_std"])
+
+
 def test_forgetting_sets_pick_training_images(digits):
     sets = astx.forgetting_sets(digits, [1, 3], epochs=1, seed=0, width=4)
     for ipc, syn in sets.items():
@@ -162,9 +193,14 @@ def test_init_picks_and_coverage(digits, store):
 
 
 def test_series_metrics():
-    evaluations = [{"iteration": 0, "last_mean": 0.5}, {"iteration": 10, "last_mean": 0.4},
-                   {"iteration": 20, "last_mean": 0.6}]
+    evaluations = [{"iteration": 0, "last_mean": 0.5, "best_mean": 0.7, "best": [0.8, 0.6]},
+                   {"iteration": 10, "last_mean": 0.4, "best_mean": 0.75, "best": [0.7, 0.8]},
+                   {"iteration": 20, "last_mean": 0.6, "best_mean": 0.9, "best": [0.85, 0.95]}]
     assert astx.best_so_far(evaluations) == ([0, 10, 20], [50.0, 50.0, 60.0])
+    assert astx.best_so_far(evaluations, "best")[1] == pytest.approx([70.0, 75.0, 90.0])
+    assert astx.best_so_far(evaluations, "best", network=0)[1] == pytest.approx([80.0, 80.0, 85.0])
+    with pytest.raises(ValueError, match="statistic='mean'"):
+        astx.best_so_far(evaluations, "mean")
     assert astx.first_reaching([0, 10, 20], [50.0, 50.0, 60.0], 55.0) == 20
     assert astx.first_reaching([0, 10], [50.0, 50.0], 55.0) is None
     assert astx.coefficient_of_variation([1.0, 3.0]) == pytest.approx(0.5)
@@ -185,7 +221,7 @@ def test_record_series_and_beside_paper(tmp_path):
     table = astx.beside_paper(records.query("experiment == 'Table 4'"), "Table 4", ["test_acc"],
                               keys=("method", "arch"))
     assert list(table["method"]) == ["AST", "MTT"] and list(table["n"]) == [2, 1]
-    assert table.loc[0, "ours: test_acc"] == "32 ± 2"
+    assert table.loc[0, "ours: test_acc"] == "32 ± 2.8"  # records without a seed are units; sample sd
     assert table.loc[0, "paper CIFAR-10: test_acc"] == "67.3 ± 0.4"  # AST on ResNet18, not another arch
     assert table.loc[1, "paper CIFAR-10: test_acc"] == "55.4 ± 0.8"
     recorder.add("Table 1", "expert optimizer: SGD", "expert_acc", 50.0)

@@ -74,6 +74,31 @@ def test_kcenter_matches_hand_computation():
     assert syn.provenance["indices"] == [4, 2, 9, 7]
 
 
+def test_kcenter_from_a_given_first_center():
+    pts = torch.tensor([(0.0, 0.0), (1.0, 0.0), (5.0, 0.0), (0.0, 3.0), (2.0, 1.0)])
+    # squared distances to y0: y1 1, y2 25, y3 9, y4 5                         -> y2
+    # nearest-center with y2 = (5, 0): y1 min(1, 16) = 1, y3 min(9, 34) = 9, y4 min(5, 10) = 5 -> y3
+    # with y3 = (0, 3): y1 min(1, 10) = 1, y4 min(5, 8) = 5                    -> y4
+    assert kcenter_select(pts, 4, first=0) == [0, 2, 3, 4]
+    with pytest.raises(ValueError, match=r"first=5: expected a row index in \[0, 5\)"):
+        kcenter_select(pts, 2, first=5)
+
+
+def test_kcenter_coreset_random_start_is_seeded_per_class():
+    pts = [(float(i), float(i * i % 7)) for i in range(8)]
+    data = points_dataset(pts + [(p[0] + 20, p[1]) for p in pts], [0] * 8 + [1] * 8)
+    picks = {s: kcenter_coreset(data, 3, IdentityNet(), s, start="random").provenance["indices"] for s in range(6)}
+    assert picks[2] == kcenter_coreset(data, 3, IdentityNet(), 2, start="random").provenance["indices"]
+    for s, indices in picks.items():  # the first center of class c is the seeded draw
+        for c in range(2):
+            draw = int(torch.randint(8, (1,), generator=ddlib.make_generator(ddlib.derive_seed(s, "kcenter", c))))
+            assert indices[3 * c] == 8 * c + draw
+    assert len({tuple(v) for v in picks.values()}) > 1  # seeds change the start
+    assert kcenter_coreset(data, 3, IdentityNet(), 0).provenance["start"] == "mean"  # the default
+    with pytest.raises(ValueError, match="start='first'"):
+        kcenter_coreset(data, 1, IdentityNet(), start="first")
+
+
 def test_kcenter_never_repeats_duplicates():
     pts = torch.tensor([(0.0, 0.0), (0.0, 0.0), (0.0, 0.0), (1.0, 0.0)])
     picks = kcenter_select(pts, 4)
@@ -146,3 +171,13 @@ def test_forgetting_coreset_selects_most_forgotten_per_class():
         rest = members[~torch.isin(members, picked)]
         assert counts[picked].min() >= counts[rest].max()
         assert counts[picked].tolist() == sorted(counts[picked].tolist(), reverse=True)
+
+
+def test_forgetting_coreset_uses_given_counts_without_training():
+    data = points_dataset([(float(i), 0.0) for i in range(6)], [0, 0, 0, 1, 1, 1])
+    counts = torch.tensor([1.0, 3.0, 0.0, math.inf, 2.0, 2.0])
+    # class 0: most forgotten 1 (3 events), then 0; class 1: 3 (never learned), then 4 (tie with 5: lower index)
+    syn = forgetting_coreset(data, 2, epochs=7, seed=0, counts=counts)
+    assert syn.provenance["indices"] == [1, 0, 3, 4] and syn.config["epochs"] == 7
+    with pytest.raises(ValueError, match=r"counts has shape \(5,\): expected \(6,\)"):
+        forgetting_coreset(data, 1, epochs=1, seed=0, counts=counts[:5])

@@ -62,7 +62,7 @@ def test_benchmark_cases_run_with_the_switch_as_asked(huge_pages, expected):
 
 
 def test_chapters_record_the_switch_in_their_provenance(smoke_build):
-    records = [json.loads(line) for path in sorted((smoke_build / "results").glob("*/*.jsonl"))
+    records = [json.loads(line) for path in sorted((smoke_build / "results").glob("*/runs/*.jsonl"))
                for line in path.read_text().splitlines() if line.strip()]
     assert records
     values = {r["provenance"].get(VAR.lower()) for r in records if "provenance" in r}

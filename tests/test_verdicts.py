@@ -201,3 +201,11 @@ def test_paired_samples_aligns_by_seed_and_network():
         paired_samples(pd.concat([frame, frame.iloc[:1]]), "A", "B")
     with pytest.raises(ValueError, match="records come from 2 runs"):
         paired_samples(frame.assign(run_id=["r1", "r1", "r1", "r2", "r2", "r2"]), "A", "B")
+
+
+def test_log_threshold_of_one_run_reports_the_ratio_not_its_log():
+    v = threshold_verdict("AST costs less than 1.5x", [3.0], 1.5, direction="less", scale="log", name="ratio",
+                          unit="x")
+    assert v.effect == pytest.approx(math.log(2.0))  # the decision scale stays the log ratio
+    assert v.sentence() == ("ratio = 3 x, no interval from n = 1 run (at least 2 are needed): "
+                            "inconclusive at this scale")

@@ -1,0 +1,162 @@
+"""The AST chapter's seeded runs (ddlib.ast_seeded) and its records and verdicts (ddlib.ast_claims)."""
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import ddlib
+from ddlib import ast_claims as cx
+from ddlib import ast_experiments as astx
+from ddlib import ast_seeded as sx
+
+
+@pytest.fixture()
+def recorder(tmp_path):
+    return ddlib.Recorder(tmp_path, "AST", "smoke", "digits", "cpu", params={"seed": 0})
+
+
+def _result(last, best):
+    """An evaluation of one set (fractions per network), as EvalResult.to_dict() has it."""
+    return {"last": last, "best": best, "statistic": "best"}
+
+
+def test_plans_of_the_scales():
+    paper = sx.ASTPlan.for_scale("paper")
+    assert paper.dropped() == {} and paper.memory == "recompute"
+    assert paper.expert_variants == astx.EXPERT_VARIANTS and paper.table7_rows[0] == "MTT"
+    assert sx.ASTPlan.for_scale("smoke").dropped() == {}  # smoke runs every row, so every path is exercised
+    mini = sx.ASTPlan.for_scale("mini")
+    assert mini.dropped() == {
+        "expert_variants": ("Adam", "momentum+GP"),
+        "table2_rows": ("init=representative; start epoch=random",),
+        "table7_rows": ("+ representative init", "+ balanced inner-loop loss", "+ intermediate matching loss"),
+        "cross_archs": ("ResNet18",)}
+    assert mini.memory == "graph" and mini.ablation_num_eval == 2 and mini.fig7_num_eval == 1
+    assert set(sx.plan_table(mini)["plan"]) == set(mini.to_dict())
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"expert_variants": ("SGD", "momentum+GP+clip", "Lion")}, "expert_variants=.*starting with 'SGD'"),
+    ({"table2_rows": ("init=random; start epoch=balanced",)}, "table2_rows=.*starting with"),
+    ({"table2_rows": ("init=random; start epoch=random",)}, "Figure 2 needs"),
+    ({"table7_rows": ("base (smooth experts)",)}, "starting with 'MTT'"),
+    ({"expert_variants": ("SGD", "SGD+momentum")}, "needed by the main rows"),
+    ({"ablation_num_eval": 0}, "ablation_num_eval=0"),
+    ({"cross_archs": ("VGG11",)}, "cross_archs="),
+])
+def test_plan_rejects_bad_rows(changes, message):
+    with pytest.raises(ValueError, match=message):
+        sx.ASTPlan(**changes)
+    with pytest.raises(ValueError, match="scale='huge'"):
+        sx.ASTPlan.for_scale("huge")
+
+
+def test_beside_paper_averages_each_seed_first(recorder):
+    for seed, values in ((0, (10.0, 20.0)), (1, (30.0, 50.0))):  # seed means 15 and 40
+        for index, value in enumerate(values):
+            recorder.add("Table 1", "expert optimizer: SGD", "test_acc", value, distill_seed=seed, eval_index=index)
+    for k, value in enumerate((40.0, 44.0)):
+        recorder.add("Table 1", "expert optimizer: SGD", "expert_acc", value, config={"expert": k})
+    table = astx.beside_paper(cx.table_records(recorder, "Table 1"), "Table 1", ["test_acc", "expert_acc"],
+                              labels={"test_acc": "acc"}, published_metrics={"expert_acc": None})
+    sd = float(np.std([15.0, 40.0], ddof=1))
+    assert table.loc[0, "acc"] == f"27.5 ± {sd:.2g}"
+    assert table.loc[0, "ours: expert_acc"] == f"42 ± {np.std([40, 44], ddof=1):.2g}"
+    assert table.loc[0, "n"] == "2 seeds, 2 experts"
+    assert table.loc[0, "paper CIFAR-100: test_acc"] == "39.7" and "paper CIFAR-100: expert_acc" not in table
+    assert list(astx.unit_values(cx.table_records(recorder, "Table 1").query("metric == 'test_acc'"))) == [15, 40]
+
+
+def test_paired_claim_is_decided_per_seed(recorder):
+    a = {0: _result([0.60, 0.62], [0.70, 0.72]), 1: _result([0.50, 0.54], [0.66, 0.70]),
+         2: _result([0.58, 0.58], [0.71, 0.69])}
+    b = {s: _result([x - 0.1 for x in r["last"]], [x - d for x in r["best"]])
+         for (s, r), d in zip(a.items(), (0.05, 0.02, 0.04))}
+    assert cx.record_outcomes(recorder, "Table 3", "AST", a, ipc=1) == pytest.approx(100 * np.mean(
+        [np.mean(r["best"]) for r in a.values()]))  # the protocol's own statistic: best
+    cx.record_outcomes(recorder, "Table 3", "MTT", b, ipc=1)
+    sentence = cx.paired_claim(recorder, "Table 3", "AST beats MTT at IPC 1", "AST", "MTT", ipc=1, paper="p")
+    assert sentence.startswith('<a id="claim-ast-table-3-ast-beats-mtt-at-ipc-1"></a>') and "holds" in sentence
+    claim = ddlib.read_records(recorder.path).query("metric == 'claim_verdict'").iloc[-1]
+    differences = [5.0, 2.0, 4.0]  # best of tests, points, per seed
+    half = 2.919986 * np.std(differences, ddof=1) / math.sqrt(3)  # t_{0.95, 2}
+    assert claim["value"] == pytest.approx(np.mean(differences))
+    assert (claim["config"]["low"], claim["config"]["high"]) == pytest.approx(
+        (np.mean(differences) - half, np.mean(differences) + half), rel=1e-5)
+    assert claim["config"]["n"] == 3 and claim["config"]["verdict"] == "holds" and claim["ipc"] == 1
+    assert "best of tests" in claim["config"]["ours"]
+    last = cx.paired_claim(recorder, "Table 3", "MTT beats AST on the last epoch", "MTT", "AST", metric=cx.LAST,
+                           ipc=1, paper="p")
+    assert "does not hold" in last  # every seed: 10 points lower
+    assert cx.strongest(recorder, "Table 3", ["MTT", "AST"], ipc=1) == "AST"
+    assert cx.seed_values(recorder, "Table 3", "AST", cx.LAST, ipc=1) == pytest.approx({0: 61.0, 1: 52.0, 2: 58.0})
+    verdicts = cx.verdict_table(recorder)
+    assert list(verdicts["verdict"]) == ["holds", "does not hold"] and list(verdicts["n"]) == [3, 3]
+
+
+def test_expert_claims_pair_experts_by_index(recorder):
+    cx.record_experts(recorder, "Table 6", "momentum", {"avg_var": [4.0, 8.0, 2.0], "expert_acc": [50, 52, 51]})
+    cx.record_experts(recorder, "Table 6", "SGD", {"avg_var": [1.0, 2.0, 1.0], "expert_acc": [49, 50, 50]})
+    assert list(cx.expert_values(recorder, "Table 6", "momentum", "avg_var")) == [4.0, 8.0, 2.0]
+    sentence = cx.expert_claim(recorder, "Table 6", "momentum more than 2x", "momentum", "SGD", "avg_var", ratio=2.0,
+                               paper="x46")
+    claim = ddlib.read_records(recorder.path).query("metric == 'claim_verdict'").iloc[-1]
+    assert claim["value"] == pytest.approx(np.mean(np.log([4, 4, 2])) - math.log(2))  # log ratios vs log 2
+    assert claim["config"]["kind"] == "threshold" and claim["config"]["n_unit"] == "experts"
+    assert "(3 experts)" in sentence
+    cx.expert_claim(recorder, "Figure 4", "momentum more accurate", "momentum", "SGD", "expert_acc", paper="p",
+                    source="Table 6")
+    claim = ddlib.read_records(recorder.path).query("metric == 'claim_verdict'").iloc[-1]
+    assert claim["experiment"] == "Figure 4" and claim["value"] == pytest.approx(np.mean([1, 2, 1]))
+    cx.record_experts(recorder, "Table 6", "Adam", {"avg_var": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="'Adam' has 2 experts, 'SGD' 3"):
+        cx.expert_claim(recorder, "Table 6", "x", "Adam", "SGD", "avg_var", paper="p")
+
+
+def test_ratio_claim_and_series_helpers(recorder):
+    cx.record_per_seed(recorder, "Table 8", "AST", "sec_per_iteration", {0: 1.2, 1: 1.1, 2: 1.3}, ipc=1)
+    cx.record_per_seed(recorder, "Table 8", "MTT", "sec_per_iteration", {0: 1.0, 1: 1.0, 2: 1.0}, ipc=1)
+    cx.ratio_claim(recorder, "Table 8", "less than 1.5x", "AST", "MTT", "sec_per_iteration", 1.5, ipc=1, paper="p")
+    claim = ddlib.read_records(recorder.path).query("metric == 'claim_verdict'").iloc[-1]
+    assert claim["value"] == pytest.approx(np.mean(np.log([1.2, 1.1, 1.3])) - math.log(1.5))
+    assert claim["config"]["verdict"] == "holds" and claim["config"]["n_unit"] == "seeds"
+    history = [{"iteration": i, "syn_lr": 0.01 * (1 + i % 2), "inner_loss": float(i + 1)} for i in range(6)]
+    outcomes = {s: SimpleNamespace(result=SimpleNamespace(history=history)) for s in (0, 1)}
+    cx.record_history(recorder, "Figure 9", "SGD", outcomes, ["syn_lr"], ipc=1, points=3)
+    series = cx.table_records(recorder, "Figure 9", ["iteration"])
+    assert list(series.query("distill_seed == 0")["iteration"]) == [0, 2, 4]  # every second point of six
+    assert cx.values_at(recorder, "Figure 9", "SGD", "syn_lr", x_name="iteration", x=2) == {0: 0.01, 1: 0.01}
+    with pytest.raises(ValueError, match="no point iteration=3"):
+        cx.values_at(recorder, "Figure 9", "SGD", "syn_lr", x_name="iteration", x=3)
+    assert cx.history_statistic(outcomes, "inner_loss", max) == {0: 6.0, 1: 6.0}
+    assert cx.summary_text([1.0, 3.0]) == "2.0 % ± 1.4 (2 seeds)" and cx.summary_text([2.0], "", "experts") == (
+        "2 (1 expert)")
+
+
+def test_runs_pair_seeds_and_share_the_main_runs(tmp_path):
+    data = ddlib.experiments.subset_per_class(ddlib.load_dataset("digits"), 8, 4)
+    settings = ddlib.scale_settings("smoke", width=4, expert_epochs_total=2, expert_batch=32, ablation_iterations=1,
+                                    eval_epochs=2, dm_iterations=1)
+    plan = sx.ASTPlan.for_scale("mini").replace(expert_variants=("SGD", "momentum+GP+clip"))
+    runs = sx.ASTRuns(data, settings, plan, seed=0, eval_config=settings.eval_config("ast"), artifacts_dir=tmp_path,
+                      run_dir=tmp_path / "runs")
+    mtt = runs.main("MTT", 1, 0)
+    assert runs.distill("SGD", 1, 0) is mtt  # the same run, made once
+    assert [(e["iteration"], len(e["best"])) for e in mtt.result.evaluations] == [(0, 1), (1, 1), (2, 1)]
+    ast = runs.main("AST", 1, 0)
+    assert ast.config == runs.mtt_config(1, **astx.ast_changes(1)) and ast.config.init == "representative"
+    rows = runs.table7(1)
+    assert list(rows) == list(plan.table7_rows) and set(rows["MTT"]) == set(runs.seeds)
+    short = rows["MTT"][1]
+    assert short.config.iterations == 1 and short.result.evaluations == []  # ablation: final evaluation only
+    assert len(short.final["best"]) == plan.ablation_num_eval
+    assert rows["+ weight perturbation"][0].config == runs.mtt_config(1, ablation=True, **astx.ast_changes(1))
+    assert not np.array_equal(runs.main("MTT", 1, 1).result.synthetic.images_syn, mtt.result.synthetic.images_syn)
+    recorder = ddlib.Recorder(tmp_path / "out", "AST", "smoke", data.name, "cpu")
+    sx.record_table3(recorder, runs, 1)
+    records = ddlib.read_records(recorder.path)
+    assert sorted(records["method"].unique()) == ["AST", "DM", "Forgetting", "Herding", "MTT", "Random"]
+    assert (records.groupby(["method", "metric"]).size() == len(runs.seeds) * settings.num_eval).all()
+    assert cx.paired_claim(recorder, "Table 3", "AST beats MTT at IPC 1", "AST", "MTT", ipc=1, paper="p")
+    assert sx.experts_table(runs)["experts"].tolist() == ["SGD", "momentum+GP+clip"]

@@ -1,0 +1,208 @@
+"""The MCT chapter's seeded runs (ddlib.mct_runs): configs, early checkpoints, initial sets,
+records of the runs and the tables and verdicts built from them."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import ddlib
+from ddlib import mct_experiments as mcx
+from ddlib import mct_runs as mcr
+from ddlib.distill_loop import DistillResult
+from ddlib.evaluation import EvalConfig
+from ddlib.experiments import ScaleSettings
+from ddlib.mtt import MTTConfig
+from ddlib.recorder import Recorder
+from ddlib.synthetic import SyntheticSet
+from helpers import small_digits, tiny_store
+
+TINY = MTTConfig(ipc=1, iterations=4, syn_steps=2, expert_epochs=1, max_start_epoch=2, lr_img=10.0,
+                 lr_teacher=0.01, lr_lr=1e-7, dsa=False)
+TINY_EVAL = EvalConfig(epochs=2, num_eval=2, width=8, dsa=False)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return small_digits()
+
+
+@pytest.fixture(scope="module")
+def store(data, tmp_path_factory):
+    return tiny_store(tmp_path_factory.mktemp("experts"), data, 2)
+
+
+@pytest.fixture(scope="module")
+def convex(store, tmp_path_factory):
+    return mcx.convexified_variants(store, tmp_path_factory.mktemp("conv"), {"path-2": {}})["path-2"]
+
+
+# ---------------------------------------------------------------------- settings
+def test_chapter_config_mtt_and_mct_rows():
+    mini = ddlib.scale_settings("mini")
+    mtt, mct = (mcr.chapter_config(mini, 1, mct=m, scale="mini") for m in (False, True))
+    assert (mtt.sampling, mtt.gradient, mtt.memory, mtt.iterations) == ("integer", "exact", "graph", mini.iterations)
+    assert (mct.sampling, mct.gradient, mct.memory) == ("continuous", "tesla", "graph")
+    assert (mct.syn_steps, mct.lr_teacher) == (mtt.syn_steps, mtt.lr_teacher)  # like for like below paper
+    assert mcr.chapter_config(mini, 1, mct=True, scale="mini", iterations=60).iterations == 60
+    paper = ddlib.scale_settings("paper")
+    published = mcr.chapter_config(paper, 10, mct=True, scale="paper")
+    assert published.memory == "recompute"  # the graph of ConvNet-128 at CIFAR scale does not fit
+    assert (published.syn_steps, published.expert_epochs, published.lr_teacher) == (30, 15, 0.01)
+    assert mcr.chapter_config(paper, 10, mct=False, scale="paper").lr_teacher == 0.001  # MTT's table
+
+
+def test_early_iteration_is_the_ablation_length_when_shorter():
+    assert mcr.early_iteration(ddlib.scale_settings("mini")) == 60  # ablation_iterations of mini
+    assert mcr.early_iteration(ddlib.scale_settings("paper")) == 500  # ablations run full length: eval_every
+    assert mcr.early_iteration(ddlib.scale_settings("smoke")) == 1
+    assert mcr.early_iteration(ScaleSettings(iterations=30, eval_every=500)) == 30  # never past the end
+
+
+# ---------------------------------------------------------------------- runs and checkpoints
+def test_eval_at_evaluates_there_and_matches_a_shorter_run(data, store, tmp_path):
+    run = mcx.distill_and_evaluate(data, store, TINY, 0, eval_config=TINY_EVAL, eval_at=[3, 2, 2])
+    assert [e["iteration"] for e in run.evaluations] == [2, 3, 4]
+    assert all(len(e["last"]) == 2 for e in run.evaluations)
+    short = mcx.distill_and_evaluate(data, store, TINY.replace(iterations=2), 0, eval_config=TINY_EVAL)
+    # the first 2 iterations of a longer run are a 2-iteration run: same set, same networks
+    assert run.evaluations[0]["last"] == short.evaluations[-1]["last"]
+    periodic = mcx.distill_and_evaluate(data, store, TINY, 0, eval_config=TINY_EVAL, eval_every=2, eval_at=[3])
+    assert [e["iteration"] for e in periodic.evaluations] == [0, 2, 3, 4]
+    with pytest.raises(ValueError, match=r"eval_at=\[5\]: expected iterations in \[0, 4\]"):
+        mcx.distill_and_evaluate(data, store, TINY, 0, eval_config=TINY_EVAL, eval_at=[5])
+
+
+def test_distill_seeds_pairs_methods_per_seed_and_resumes(data, store, convex, tmp_path):
+    methods = {"MTT": (store, TINY.replace(iterations=2)),
+               "MCT": (convex, mcx.mct_config(TINY.replace(iterations=2)))}
+    runs = mcr.distill_seeds(data, methods, [0, 1], eval_config=TINY_EVAL, folder=tmp_path, eval_at=[1])
+    assert list(runs) == [("MTT", 0), ("MCT", 0), ("MTT", 1), ("MCT", 1)]
+    assert all([e["iteration"] for e in r.evaluations] == [1, 2] for r in runs.values())
+    files = sorted(p.name for p in tmp_path.glob("*.pt"))
+    assert len(files) == 4 and all("eval-at-1" in f for f in files)  # the evaluation points name the file
+    again = mcr.distill_seeds(data, methods, [1], eval_config=TINY_EVAL, folder=tmp_path, eval_at=[1])
+    assert again["MCT", 1].evaluations == runs["MCT", 1].evaluations
+    assert torch.equal(again["MCT", 1].synthetic.images_syn, runs["MCT", 1].synthetic.images_syn)
+    assert not torch.equal(runs["MTT", 0].synthetic.images_syn, runs["MTT", 1].synthetic.images_syn)
+
+
+def test_initial_set_is_where_both_methods_start(data, store, convex):
+    first = mcr.initial_set(data, store, TINY, 5)
+    method = ddlib.TrajectoryMatching(data, convex, ddlib.build_expert_model(data, convex.config),
+                                      mcx.mct_config(TINY), 5)
+    assert torch.equal(first.images_syn, method.images.detach())  # MCT's run of seed 5 starts here too
+    assert first.syn_lr is None and first.labels_syn.tolist() == list(range(data.num_classes))
+    picks = [int(torch.nonzero((data.images_train == image).flatten(1).all(1))[0]) for image in first.images_syn]
+    assert [int(data.labels_train[i]) for i in picks] == list(range(data.num_classes))  # real images
+    assert not torch.equal(first.images_syn, mcr.initial_set(data, store, TINY, 6).images_syn)
+    with pytest.raises(ValueError, match="init='noise'"):
+        mcr.initial_set(data, store, TINY.replace(init="noise"), 5)
+
+
+# ---------------------------------------------------------------------- records and tables
+def fake_run(evaluations, stopped="completed", done=4):
+    syn = SyntheticSet(images_syn=torch.zeros(2, 1, 2, 2), labels_syn=torch.tensor([0, 1]), syn_lr=0.01,
+                       config={}, provenance={}, dataset="toy", ipc=1)
+    entries = [{"iteration": i, "last": list(last), "best": list(best), "statistic": "last"}
+               for i, last, best in evaluations]
+    return DistillResult(syn, [], entries, done, stopped, wall_time_s=1.5)
+
+
+def test_evaluation_at_picks_the_iteration_or_the_last_good_set():
+    run = fake_run([(2, [0.1], [0.1]), (4, [0.3], [0.3])])
+    assert mcr.evaluation_at(run)["iteration"] == 4 and mcr.evaluation_at(run, 2)["last"] == [0.1]
+    with pytest.raises(ValueError, match=r"no evaluation at iteration 3; evaluated at \[2, 4\]"):
+        mcr.evaluation_at(run, 3)
+    stopped = fake_run([(1, [0.2], [0.2])], stopped="stopped at iteration 1: nan", done=1)
+    assert mcr.evaluation_at(stopped, 3)["iteration"] == 1  # the kept set stands for later iterations
+    with pytest.raises(ValueError, match="no evaluation"):
+        mcr.evaluation_at(fake_run([]))
+
+
+def test_records_tables_and_paired_verdicts(tmp_path):
+    rec = Recorder(tmp_path, "MCT", "mini", "mnist5k", "cpu")
+    # per seed, networks (last): MCT 0.5/0.7 and 0.6/0.6 -> 60, 60; MTT 0.4/0.4 and 0.5/0.3 -> 40, 40
+    runs = {("MCT", 0): fake_run([(2, [0.2, 0.2], [0.3, 0.3]), (4, [0.5, 0.7], [0.6, 0.7])]),
+            ("MTT", 0): fake_run([(2, [0.1, 0.1], [0.1, 0.1]), (4, [0.4, 0.4], [0.4, 0.5])]),
+            ("MCT", 1): fake_run([(2, [0.3, 0.3], [0.3, 0.3]), (4, [0.6, 0.6], [0.6, 0.6])]),
+            ("MTT", 1): fake_run([(2, [0.2, 0.2], [0.2, 0.2]), (4, [0.5, 0.3], [0.5, 0.3])])}
+    mcr.record_runs(rec, "Table (d)", runs, ipc=1)
+    for iteration in (2, 4):
+        mcr.record_runs(rec, "Figure (c)", runs, ipc=1, iteration=iteration, at_label=True)
+    records = ddlib.read_records(rec.path)
+    assert set(records[records["experiment"] == "Figure (c)"]["method"]) == {
+        "MCT, 2 iterations", "MTT, 2 iterations", "MCT, 4 iterations", "MTT, 4 iterations"}
+    table = mcr.accuracy_table(records, "Table (d)", published={("MTT", 1): "46.2 ± 0.8"})
+    assert table.loc[("MCT", 1), "last epoch"] == "60.0 ± 0.0"
+    assert table.loc[("MCT", 1), "best test point"] == "62.5 ± 3.5"  # seeds 65 and 60
+    assert table.loc[("MTT", 1), "paper"] == "46.2 ± 0.8" and table.loc[("MCT", 1), "paper"] == ""
+    assert table.loc[("MTT", 1), ["seeds", "networks per seed"]].tolist() == [2, 2]
+    verdict = ddlib.compare_methods(rec, "Table (d)", "MCT beats MTT", "MCT", "MTT", ipc=1)
+    assert (verdict.effect, verdict.n, verdict.verdict) == (pytest.approx(20.0), 2, "holds")  # sd 0
+    early = ddlib.compare_methods(rec, "Figure (c)", "c", "MCT, 2 iterations", "MTT, 4 iterations", ipc=1)
+    assert early.effect == pytest.approx((25 - 40) / 1)  # MCT at 2: 20, 30 -> -20, -10; mean -15
+    assert mcr.describe_methods(rec, "Table (d)", ["MCT", "MTT"], ipc=1) == (
+        "MCT 60.0 % ± 0.0 (2 seeds), MTT 40.0 % ± 0.0 (2 seeds)")
+    frame = mcr.convergence_frame(records, "Figure (c)")
+    assert frame[(frame["method"] == "MCT") & (frame["distill_seed"] == 1)][["iteration", "value"]].values.tolist() \
+        == [[2, pytest.approx(30.0)], [4, pytest.approx(60.0)]]
+
+
+def test_convergence_frame_starts_every_curve_at_the_shared_initial_set(tmp_path):
+    rec = Recorder(tmp_path, "MCT", "mini", "mnist5k", "cpu")
+    runs = {("MCT", 0): fake_run([(4, [0.5, 0.7], [0.5, 0.7])]), ("MTT", 0): fake_run([(4, [0.4, 0.4], [0.4, 0.4])])}
+    mcr.record_runs(rec, "Figure (c)", runs, ipc=1, at_label=True)
+    ddlib.record_evaluation(rec, "Figure (c)", "Random", {"last": [0.1, 0.3], "best": [0.1, 0.3]}, distill_seed=0,
+                            ipc=1, config={"method": "Random", "iteration": 0})
+    frame = mcr.convergence_frame(ddlib.read_records(rec.path), "Figure (c)", start="Random")
+    assert frame[["method", "iteration", "value"]].values.tolist() == [
+        ["MCT", 0, pytest.approx(20.0)], ["MCT", 4, pytest.approx(60.0)],
+        ["MTT", 0, pytest.approx(20.0)], ["MTT", 4, pytest.approx(40.0)]]
+    with pytest.raises(ValueError, match="start='Coreset'"):
+        mcr.convergence_frame(ddlib.read_records(rec.path), "Figure (c)", start="Coreset")
+
+
+# ---------------------------------------------------------------------- Figure (a) and Table (b)
+def test_record_paths_writes_curves_and_oscillation(data, store, convex, tmp_path):
+    rec = Recorder(tmp_path, "MCT", "mini", "mnist5k", "cpu")
+    net = ddlib.build_expert_model(data, store.config)
+    epochs = list(range(store.num_epochs + 1))
+    mcr.record_paths(rec, "Figure (a)", {"SGD": store, "convex": convex}, net, data, epochs)
+    rows = ddlib.read_records(rec.path)
+    curve = rows[(rows["method"] == "SGD") & (rows["metric"] == "test_acc")]
+    assert len(curve) == len(store) * len(epochs)
+    expert_1 = curve[curve["config"].str["expert"] == 1].sort_values("value", key=lambda v: v.index)
+    stats = mcx.oscillation(expert_1["value"].tolist())
+    recorded = rows[(rows["method"] == "SGD") & (rows["config"].str["expert"] == 1)].set_index("metric")["value"]
+    assert recorded["total_drop"] == pytest.approx(stats["total_drop"])
+    assert recorded["net_gain"] == pytest.approx(stats["net_gain"])
+    assert set(rows["config"].str["expert_seed"].dropna()) == {e["seed"] for e in store.experts}
+
+
+def test_smoothness_verdicts_hand_values():
+    got = mcr.smoothness_verdicts([4.0, 3.0, 5.0], [0.0, 0.0, 0.0], 0.1)
+    # paired: d = -4, -3, -5: mean -4, sd 1, 90 % t(2) = 2.919986: half 1.6859 -> [-5.69, -2.31]
+    assert got["smoother"].effect == pytest.approx(-4.0) and got["smoother"].high == pytest.approx(-2.3141, abs=1e-3)
+    assert got["smoother"].verdict == "holds" and got["monotone"].verdict == "holds"  # no drop at all
+    jumpy = mcr.smoothness_verdicts([4.0, 3.0, 5.0], [0.0, 0.0, 0.1], 0.1)["monotone"]
+    # effects -0.1, -0.1, 0: mean -1/15, sd 0.057735, half 2.919986 * 0.057735 / sqrt(3) = 0.097333
+    assert jumpy.high == pytest.approx(-1 / 15 + 0.097333, abs=1e-5) and jumpy.verdict == "inconclusive at this scale"
+    # d = 2, 3, 2.5: mean 2.5, sd 0.5, half 0.8429: [1.66, 3.34] lies above zero
+    assert mcr.smoothness_verdicts([0.0, 0.0, 0.0], [2.0, 3.0, 2.5], 0.1)["smoother"].verdict == "does not hold"
+    with pytest.raises(ValueError, match="resolution=0"):
+        mcr.smoothness_verdicts([1.0], [0.0], 0)
+
+
+def test_storage_verdict_against_the_ideal_ratio():
+    full, two = [51e6, 51e6, 51.1e6], [2e6, 2e6, 2e6]  # K = 50: ideal (K+1)/2 = 25.5
+    verdict = mcr.storage_verdict(full, two, 50)
+    assert verdict.verdict == "holds" and verdict.reference == pytest.approx(0.9 * 25.5)
+    assert math.exp(verdict.effect) * verdict.reference == pytest.approx(np.exp(np.mean(np.log([25.5, 25.5, 25.55]))))
+    assert mcr.storage_verdict([10.0, 11.0], [1.0, 1.0], 50).verdict == "does not hold"
+    with pytest.raises(ValueError, match="one full and one convexified size per expert"):
+        mcr.storage_verdict([1.0, 2.0], [1.0], 50)
+    with pytest.raises(ValueError, match="share=0"):
+        mcr.storage_verdict([1.0], [1.0], 50, share=0)
