@@ -3,7 +3,7 @@
 Every compared method is distilled once per distillation seed ``s`` (``ScaleSettings.seeds``)
 from the same experts (trained once, from the notebook's run seed), and every set of seed
 ``s`` is evaluated with ``seed=s``, so all methods of one seed meet the same evaluation
-networks and :func:`ddlib.compare_methods` pairs them seed by seed. The helpers here:
+networks and :func:`~ddlib.seeded.compare_methods` pairs them seed by seed. The helpers here:
 
 * :func:`chapter_config`: MTT's settings at a scale, plus MCT's code choices for MCT;
 * :func:`early_iteration`: the early checkpoint of the convergence claims;

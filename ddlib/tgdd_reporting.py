@@ -119,9 +119,9 @@ def accuracy_table(records: Any, published: Any, experiment: str, *, keys: Seque
     Parameters
     ----------
     records : pandas.DataFrame
-        This run's records (:func:`ddlib.read_records`).
+        This run's records (:func:`~ddlib.results.read_records`).
     published : pandas.DataFrame
-        The paper's rows of :func:`ddlib.paper_results` (matched on ``keys``; ``ipc`` as text).
+        The paper's rows of :func:`~ddlib.results.paper_results` (matched on ``keys``; ``ipc`` as text).
     keys : sequence of str
         Columns naming a row (``("method", "ipc")``, ``("method", "arch")``).
 
