@@ -242,7 +242,7 @@ def accuracy_table(records: Any, experiment: str, *, published: Mapping[tuple[st
     Returns
     -------
     pandas.DataFrame
-        Index (method, ipc); columns ``last epoch``, ``best test point``, ``seeds``,
+        Index (method, ipc); columns ``ours: last epoch``, ``ours: best test point``, ``seeds``,
         ``networks per seed`` (and ``paper_column``), in the order the methods were recorded.
     """
     import pandas as pd
@@ -255,8 +255,8 @@ def accuracy_table(records: Any, experiment: str, *, published: Mapping[tuple[st
         if not len(per_seed["test_acc"]):
             continue
         networks = group[group["metric"] == "test_acc"].groupby("distill_seed").size()
-        table[method, int(ipc)] = {"last epoch": _mean_sd(per_seed["test_acc"]),
-                                   "best test point": _mean_sd(per_seed["test_acc_best"]),
+        table[method, int(ipc)] = {"ours: last epoch": _mean_sd(per_seed["test_acc"]),
+                                   "ours: best test point": _mean_sd(per_seed["test_acc_best"]),
                                    "seeds": len(per_seed["test_acc"]), "networks per seed": int(networks.max())}
         if published is not None:
             table[method, int(ipc)][paper_column] = published.get((method, int(ipc)), "")

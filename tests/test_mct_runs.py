@@ -136,8 +136,8 @@ def test_records_tables_and_paired_verdicts(tmp_path):
     assert set(records[records["experiment"] == "Figure (c)"]["method"]) == {
         "MCT, 2 iterations", "MTT, 2 iterations", "MCT, 4 iterations", "MTT, 4 iterations"}
     table = mcr.accuracy_table(records, "Table (d)", published={("MTT", 1): "46.2 ± 0.8"})
-    assert table.loc[("MCT", 1), "last epoch"] == "60.0 ± 0.0"
-    assert table.loc[("MCT", 1), "best test point"] == "62.5 ± 3.5"  # seeds 65 and 60
+    assert table.loc[("MCT", 1), "ours: last epoch"] == "60.0 ± 0.0"
+    assert table.loc[("MCT", 1), "ours: best test point"] == "62.5 ± 3.5"  # seeds 65 and 60
     assert table.loc[("MTT", 1), "paper"] == "46.2 ± 0.8" and table.loc[("MCT", 1), "paper"] == ""
     assert table.loc[("MTT", 1), ["seeds", "networks per seed"]].tolist() == [2, 2]
     verdict = ddlib.compare_methods(rec, "Table (d)", "MCT beats MTT", "MCT", "MTT", ipc=1)
