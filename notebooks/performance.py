@@ -20,7 +20,7 @@
 # 3x32x32 images, 10 classes) on random data and random expert trajectories: time and memory
 # do not depend on the values.
 #
-# The reference columns are the public MTT and DM code measured by the issue author on the
+# The reference columns are the public MTT and DM code measured once, separately, on the
 # same kind of machine with 2 threads; they are read from `benchmarks/reference.json`, not
 # typed here. Two settings of ours are not in the reference runs, and each case says which
 # it used: `THP_MEM_ALLOC_ENABLE=1` (PyTorch backs CPU tensors of 2 MB and more with
