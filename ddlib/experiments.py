@@ -62,6 +62,7 @@ class ScaleSettings(Config):
     lr_teacher: float | None = None
     eval_epochs: int = 1000                # MTT: 1000
     num_eval: int = 5                      # MTT: 5
+    eval_max_tests: int | None = None      # best-of-tests protocols test at most this often per run; None: the paper's
     seeds: tuple[int, ...] = (0, 1, 2)     # distillation seeds per compared setting (paired across methods)
     eval_every: int = 500                  # distillation iterations between evaluations
     dm_iterations: int = 20000             # DM: 20,000
@@ -74,6 +75,8 @@ class ScaleSettings(Config):
         return self.iterations if self.ablation_iterations is None else self.ablation_iterations
 
     def validate(self) -> None:
+        if self.eval_max_tests is not None and self.eval_max_tests < 1:
+            raise ValueError(f"eval_max_tests={self.eval_max_tests}: expected >= 1 or None")
         if self.ablation_iterations is not None and self.ablation_iterations < 1:
             raise ValueError(f"ablation_iterations={self.ablation_iterations}: expected >= 1 or None")
         seeds = tuple(self.seeds)
@@ -86,7 +89,8 @@ class ScaleSettings(Config):
         :meth:`~ddlib.eval_protocols.EvalConfig.preset` of ``protocol`` with this scale's ``num_eval`` and
         ``width``. ``eval_epochs`` is the length of MTT's protocol at this scale; the other
         protocols keep their ratio to it (TGDD: 1.5x, :func:`~ddlib.eval_protocols.protocol_epochs`)
-        and their test interval shrinks with the length.
+        and their test interval shrinks with the length, but a run tests at most ``eval_max_tests``
+        times (the interval grows to ``ceil(epochs / eval_max_tests)``; testing dominates a short run's cost).
         :meth:`~ddlib.eval_protocols.EvalConfig.for_scale` reads this method.
 
         Parameters
@@ -103,8 +107,11 @@ class ScaleSettings(Config):
         else:
             epochs, fixed = protocol_epochs(self.eval_epochs, protocol), {}
         epochs = overrides.pop("epochs", epochs)
-        return EvalConfig.preset(protocol, epochs=epochs, **{"num_eval": self.num_eval, "width": self.width,
-                                                              **fixed, **overrides})
+        config = EvalConfig.preset(protocol, epochs=epochs, **{"num_eval": self.num_eval, "width": self.width,
+                                                                **fixed, **overrides})
+        if self.eval_max_tests is None or not config.test_every or "test_every" in overrides:
+            return config
+        return config.replace(test_every=max(config.test_every, -(-config.epochs // self.eval_max_tests)))
 
     def expert_config(self, preset: str = "mtt", **overrides: Any) -> ExpertConfig:
         """Expert config of ``preset`` (``mtt``, ``ast``, ``tgdd``) at this scale's width/epochs/batch."""
@@ -137,8 +144,8 @@ SCALES: Mapping[str, ScaleSettings] = {
     # narrow little); the ablations run shorter (ablation_iterations).
     "mini": ScaleSettings(dataset="mnist5k", width=16, num_experts=5, expert_epochs_total=15, ipcs=(1,),
                           iterations=150, ablation_iterations=60, syn_steps=20, expert_epochs=2, max_start_epoch=8,
-                          batch_syn=None, eval_epochs=300, num_eval=3, seeds=(0, 1, 2), eval_every=50,
-                          dm_iterations=150, tgdd_iterations=150, tgdd_expert_epochs_total=15),
+                          batch_syn=None, eval_epochs=300, num_eval=3, eval_max_tests=15, seeds=(0, 1, 2),
+                          eval_every=50, dm_iterations=150, tgdd_iterations=150, tgdd_expert_epochs_total=15),
     "smoke": ScaleSettings(dataset="mnist5k", train_per_class=20, test_per_class=10, width=8, num_experts=1,
                            expert_epochs_total=3, expert_batch=64, ipcs=(1, 2), iterations=2, syn_steps=2,
                            expert_epochs=1, max_start_epoch=1, eval_epochs=3, num_eval=1, eval_every=1,

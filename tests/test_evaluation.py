@@ -165,7 +165,17 @@ def test_one_definition_per_scale_and_protocol():
             assert (config.num_eval, config.width, config.protocol) == (settings.num_eval, settings.width, protocol)
         assert EvalConfig.for_scale(scale).epochs == settings.eval_epochs
         assert EvalConfig.for_scale(scale, "tgdd").epochs == round(1.5 * settings.eval_epochs)  # 1500 / 1000
-    assert EvalConfig.for_scale("mini", "ast", epochs=40).test_every == 1  # epochs override rescales the tests
+    # an epochs override rescales the tests (40 * 20 / 1000 -> 1) ...
+    assert EvalConfig.for_scale("smoke", "ast", epochs=40).test_every == 1
+    # ... but a scale's eval_max_tests caps how often a run tests: at most 15 tests -> every ceil(40 / 15) = 3
+    assert SCALES["mini"].eval_max_tests == 15
+    assert EvalConfig.for_scale("mini", "ast", epochs=40).test_every == 3
+    assert EvalConfig.for_scale("mini", "ast").test_every == 20  # 300 epochs: 15 tests, not 300 / 50
+    assert EvalConfig.for_scale("mini", "tgdd").test_every == 75  # 450 epochs: 6 tests, under the cap
+    assert EvalConfig.for_scale("mini", "ast", test_every=1).test_every == 1  # an explicit interval wins
+    assert EvalConfig.for_scale("mini", "mtt").test_every == 0  # MTT's protocol tests only at the end
+    with pytest.raises(ValueError, match="eval_max_tests=0"):
+        scale_settings("mini", eval_max_tests=0)
     assert EvalConfig.for_scale("mini", full_dataset=True).epochs == SCALES["mini"].expert_epochs_total
 
 
