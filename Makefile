@@ -17,11 +17,12 @@ REQ_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16
 STAMP := $(VENV)/.ddlib-install-$(REQ_HASH)
 VPY := $(VENV)/bin/python
 
-.PHONY: venv test book book-smoke clean help bench
+.PHONY: venv test book book-smoke clean help bench lab
 
 help:
 	@echo "make book   - set up .venv, execute every notebook at SCALE=$(SCALE) (smoke|mini|paper) and build the book"
 	@echo "make test   - set up .venv, run the smoke-scale book build and the test suite"
+	@echo "make lab    - set up .venv and open the notebooks in JupyterLab (jupytext opens the .py files)"
 	@echo "variables:  SCALE, DEVICE (auto|cpu|cuda), DATA_ROOT (folder with CIFAR etc.), BUILD_DIR"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -42,6 +43,9 @@ book-smoke: venv
 
 test: book-smoke
 	$(VPY) -m pytest
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
 	rm -rf _build

@@ -91,8 +91,8 @@ def _sync(device: torch.device) -> None:
 
 
 def memory_mb(device: torch.device) -> float:
-    """Peak memory of this process so far (ddlib.results.peak_memory_mb: RSS / CUDA allocator)."""
-    from ddlib.results import peak_memory_mb
+    """Peak memory of this process so far (ddlib.results.records.peak_memory_mb: RSS / CUDA allocator)."""
+    from ddlib.results.records import peak_memory_mb
 
     return float(peak_memory_mb(device))
 
@@ -162,15 +162,15 @@ def random_dataset(n_train: int, n_test: int, side: int, seed: int = 0):
 
 
 def convnet(data, width: int):
-    from ddlib.experts import ExpertConfig, build_expert_model
+    from ddlib.trajectories.experts import ExpertConfig, build_expert_model
 
     return build_expert_model(data, ExpertConfig(width=width), seed=0)
 
 
 def fake_trajectory(net: torch.nn.Module, epochs: int, seed: int = 0):
     """A random walk of ``epochs`` steps from ``net``'s parameters, as an expert Trajectory."""
-    from ddlib.experts import Trajectory
-    from ddlib.functional import ParamLayout, flatten_params
+    from ddlib.trajectories.experts import Trajectory
+    from ddlib.core.functional import ParamLayout, flatten_params
 
     start = flatten_params(net).detach().cpu().float()
     g = torch.Generator().manual_seed(seed)
@@ -211,7 +211,7 @@ def run_expert(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
     """``train_expert`` for 1 + repeats epochs; the first epoch is the warm-up (timestamps via on_epoch)."""
     import torch.nn.functional as F
 
-    from ddlib.experts import ExpertConfig, build_expert_model, train_expert
+    from ddlib.trajectories.experts import ExpertConfig, build_expert_model, train_expert
 
     data = random_dataset(S["expert_train"], S["expert_test"], S["side"])
     config = ExpertConfig(width=S["width"], epochs=1 + S["expert_repeats"])
@@ -243,7 +243,7 @@ def run_expert(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
 
 
 def run_mtt(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
-    from ddlib.mtt import MTTConfig, TrajectoryMatching
+    from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
 
     p = case.params
     steps = max(1, round(p["steps"] * S["steps_scale"]))
@@ -254,9 +254,9 @@ def run_mtt(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
         overrides["memory"] = p["memory"]
     if p["variant"] == "mct":
         try:
-            from ddlib.convexified import ConvexifiedTrajectory
+            from ddlib.trajectories.convexified import ConvexifiedTrajectory
         except ImportError:
-            return skipped("ddlib.convexified is not available")
+            return skipped("ddlib.trajectories.convexified is not available")
     data = random_dataset(S["distill_train"], S["distill_test"], S["side"])
     net = convnet(data, S["width"])
     trajectory = fake_trajectory(net, S["traj_epochs"])
@@ -301,7 +301,7 @@ def _distribution_case(case: Case, S: dict, device: torch.device, config_cls: ty
 
 
 def run_dm(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
-    from ddlib.dm import DistributionMatching, DMConfig
+    from ddlib.methods.dm import DistributionMatching, DMConfig
 
     def make(data, extra):
         config = DMConfig(ipc=case.params["ipc"], batch_real=S["batch_real"], width=S["width"], **extra)
@@ -311,7 +311,7 @@ def run_dm(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
 
 
 def run_tgdd(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
-    from ddlib.tgdd import TGDD, TGDDConfig
+    from ddlib.methods.tgdd import TGDD, TGDDConfig
 
     def make(data, extra):
         net = convnet(data, S["width"])
@@ -323,8 +323,8 @@ def run_tgdd(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
 
 def run_eval(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
     """evaluate_synthetic with 5 networks x E epochs; s/iter is seconds per epoch of all 5 networks."""
-    from ddlib.evaluation import EvalConfig, evaluate_synthetic
-    from ddlib.synthetic import SyntheticSet
+    from ddlib.evaluation.runner import EvalConfig, evaluate_synthetic
+    from ddlib.methods.synthetic import SyntheticSet
 
     batched, compiled = case.params["batched"], bool(case.params.get("compile"))
     kwargs: dict[str, Any] = {"num_eval": 5, "width": S["width"]}
@@ -362,7 +362,7 @@ def run_eval(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
     fallback = None
     if batched:  # evaluate_synthetic silently trains one after another when batching does not apply
         try:
-            from ddlib.batched_train import batching_unsupported
+            from ddlib.evaluation.batched import batching_unsupported
 
             fallback = batching_unsupported(convnet(data, S["width"]))
         except ImportError:
@@ -492,7 +492,7 @@ RUNNERS: dict[str, Callable[[Case, dict, torch.device], dict[str, Any]]] = {
 
 def run_case(name: str, size: str, device: str, threads: int) -> dict[str, Any]:
     """Run case ``name`` in this process and return its result dict (the child side of run.py)."""
-    from ddlib.runtime import resolve_device
+    from ddlib.core.runtime import resolve_device
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

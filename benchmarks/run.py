@@ -36,6 +36,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]  # cases.py, and ddlib when it is not installed
 
 import cases  # noqa: E402
+from ddlib.core.fileio import read_json, write_json  # noqa: E402
 
 MARKER = "@@BENCH_RESULT@@ "
 REFERENCE = HERE / "reference.json"
@@ -159,7 +160,7 @@ def _ok(results: dict, name: str) -> dict | None:
 
 
 def evaluate_targets(results: dict[str, dict], reference: dict[str, Any], size: str) -> list[dict[str, Any]]:
-    """The issue's targets with our values; ``met`` is None when a case is missing or the size is tiny."""
+    """The speed targets with our values; ``met`` is None when a case is missing or the size is tiny."""
     out = []
     for target in reference["targets"]:
         kind, threshold = target["kind"], target["threshold"]
@@ -269,13 +270,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{c.name:<26} {c.label}")
         return 0
 
-    reference = json.loads(REFERENCE.read_text())
+    reference = read_json(REFERENCE, "reference benchmark figures", fix="restore it with git checkout")
     selected = select(args.only)
     machine = machine_info(args)
     machine["huge_pages"] = args.huge_pages
     results: dict[str, dict] = {}
     if args.merge and args.out.exists():
-        previous = json.loads(args.out.read_text())
+        previous = read_json(args.out, "earlier benchmark results", fix="delete it or drop --merge")
         same_pages = previous.get("machine", {}).get("huge_pages", "off") == args.huge_pages
         if previous.get("size") == args.size and same_pages:
             results = {n: r for n, r in previous.get("cases", {}).items() if n in cases.CASES_BY_NAME}
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
               "machine": machine,
               "reference_source": reference["source"], "cases": results, "targets": targets}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+    write_json(args.out, report)  # crash-safe: a full disk or Ctrl-C never leaves half a file
     print()
     print(format_table(results))
     print()

@@ -26,6 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,11 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOK_FILES = ("_config.yml", "_toc.yml")
 # Notebooks that read the other notebooks' results: re-executed when any result changes,
 # and executed after all others.
-AGGREGATORS = ("summary",)
+AGGREGATORS = ("06_summary",)
 # Chapters that take longest at mini scale start first, so two workers finish close together.
-LONGEST_FIRST = ("ast", "tgdd", "mct", "baselines")
+LONGEST_FIRST = ("03_ast", "05_tgdd", "04_mct", "02_baselines")
 # Files outside notebooks/ and ddlib/ that a notebook reads: a change re-executes it.
-EXTRA_INPUTS = {"performance": ("benchmarks/results/bench.json", "benchmarks/reference.json")}
+EXTRA_INPUTS = {"07_performance": ("benchmarks/results/bench.json", "benchmarks/reference.json")}
 
 
 def tree_hash(folder: Path, pattern: str = "*.py") -> str:
@@ -83,6 +84,7 @@ def execute(notebook: Path, executed: Path, parameters: dict) -> tuple[bool, str
     import jupytext
     import papermill
     from papermill.exceptions import PapermillExecutionError
+    from traitlets.config import Config
 
     converted = jupytext.read(notebook, fmt="py:percent")
     declared = declared_parameters(converted.cells)
@@ -93,15 +95,20 @@ def execute(notebook: Path, executed: Path, parameters: dict) -> tuple[bool, str
     executed.parent.mkdir(parents=True, exist_ok=True)
     source = executed.with_suffix(".source.ipynb")
     jupytext.write(converted, source)
+    # The kernel talks to papermill over local IPC sockets in a private folder rather than TCP
+    # ports: nothing is reachable from outside, and the kernel's plain-TCP warning stays out of the log.
+    sockets = tempfile.TemporaryDirectory(prefix="ddlib-kernel-")
+    ipc = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets.name) / "kernel")}})
     try:
         papermill.execute_notebook(
             str(source), str(executed), parameters=parameters, kernel_name="python3", language="python",
-            cwd=str(executed.parent), progress_bar=False, log_output=False,
+            cwd=str(executed.parent), progress_bar=False, log_output=False, config=ipc,
         )
     except PapermillExecutionError as err:
         return False, f"cell {err.exec_count}: {err.ename}: {err.evalue}\n{''.join(err.traceback[-3:])}"
     finally:
         source.unlink(missing_ok=True)
+        sockets.cleanup()
     tag_parameter_cells(executed)
     return True, ""
 
@@ -132,8 +139,18 @@ def tag_parameter_cells(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
-def stage_sources(src: Path) -> None:
-    """Copy the book sources (config, toc, book/ pages) into the staging folder."""
+SMOKE_BANNER = ("Smoke build: every number on this page comes from a run of a few iterations on a few images. "
+                "It only proves that the code runs; its verdicts mean nothing. Build with make book (mini) or "
+                "SCALE=paper for results.")
+
+
+def stage_sources(src: Path, scale: str) -> None:
+    """Copy the book sources (config, toc, book/ pages, book/_static) into the staging folder.
+
+    A ``smoke`` build's configuration gets a banner on every page saying its numbers mean nothing.
+    """
+    import yaml
+
     src.mkdir(parents=True, exist_ok=True)
     for name in BOOK_FILES:
         shutil.copy2(ROOT / name, src / name)
@@ -142,6 +159,19 @@ def stage_sources(src: Path) -> None:
             target = src / "book" / path.relative_to(ROOT / "book")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
+    if (ROOT / "book" / "_static").is_dir():  # the book's CSS: Jupyter Book reads _static/ at its root
+        shutil.copytree(ROOT / "book" / "_static", src / "_static", dirs_exist_ok=True)
+    if scale == "smoke":
+        config = yaml.safe_load((src / "_config.yml").read_text())
+        config.setdefault("html", {})["announcement"] = SMOKE_BANNER
+        (src / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def write_headline(path: Path, results: Path, scale: str) -> None:
+    """The landing page's headline (included by ``book/intro.md``), from the chapters' result files."""
+    from ddlib.results.summary import headline_markdown, reproduction_summary
+
+    path.write_text(headline_markdown(reproduction_summary(results, scale=scale), scale))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: expected at least 1")
     chapters = sorted(nb.stem for nb in (ROOT / "notebooks").glob("*.py"))
+    # A chapter may be named with or without its number: "ast" or "03_ast".
+    short = {stem.split("_", 1)[1]: stem for stem in chapters if stem[:2].isdigit() and "_" in stem}
+    args.only = None if args.only is None else [short.get(name, name) for name in args.only]
     if args.only is not None and (unknown := sorted(set(args.only) - set(chapters))):
         parser.error(f"--only {' '.join(unknown)}: no such chapter; the chapters are {', '.join(chapters)}")
     # Kernels inherit this: PyTorch backs large CPU tensors with transparent huge pages
@@ -166,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
     build = (ROOT / (args.build_dir or f"_build/{args.scale}")).resolve()
     src = build / "src"
-    stage_sources(src)
+    stage_sources(src, args.scale)
     artifacts = (ROOT / "artifacts" / args.scale).resolve()
     toc = (ROOT / "_toc.yml").read_text()
     notebooks = sorted((ROOT / "notebooks").glob("*.py"),
@@ -229,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[book] failed notebooks: {failures}; the book was not built "
               f"(executed outputs of the others are kept in {src / 'book' / 'notebooks'})", file=sys.stderr)
         return 1
+    write_headline(src / "book" / "headline.md", build / "results", args.scale)
     if args.no_build:
         return 0
     command = [

@@ -13,9 +13,9 @@ import torch
 
 import ddlib
 from ddlib.data.dataset import ImageDataset
-from ddlib.distill_loop import NonFiniteLoss, run_distillation
-from ddlib.experts import ExpertConfig
-from ddlib.trajectory_store import TrajectoryStore, generate_experts
+from ddlib.methods.distill_loop import NonFiniteLoss, run_distillation
+from ddlib.trajectories.experts import ExpertConfig
+from ddlib.trajectories.trajectory_store import TrajectoryStore, generate_experts
 
 # Experts that train in a blink: width-8 ConvNet, 4 epochs of two 30-image batches, no DSA.
 TINY_EXPERTS = ExpertConfig(width=8, epochs=4, batch_size=30, dsa=False)
@@ -55,7 +55,7 @@ def tiny_store(root: str | os.PathLike, data: ImageDataset, num_experts: int) ->
     Returns
     -------
     TrajectoryStore
-        The store :func:`ddlib.trajectory_store.generate_experts` wrote.
+        The store :func:`ddlib.trajectories.trajectory_store.generate_experts` wrote.
     """
     return generate_experts(root, data, TINY_EXPERTS, num_experts, 3, progress=False)
 
@@ -87,7 +87,7 @@ def check_nan_loss_guard(method, monkeypatch, module, loss: str, param: str):
     """Check that a NaN loss raises before ``method`` updates its images, and stops the loop.
 
     Steps ``method`` once, then makes ``module.<loss>`` return NaN: the next step must raise
-    :class:`~ddlib.distill_loop.NonFiniteLoss` leaving ``method.<param>`` and its momentum
+    :class:`~ddlib.methods.distill_loop.NonFiniteLoss` leaving ``method.<param>`` and its momentum
     buffer in ``method.opt_img`` untouched, and a distillation loop must stop at once.
 
     Parameters
@@ -107,8 +107,8 @@ def check_nan_loss_guard(method, monkeypatch, module, loss: str, param: str):
     -------
     before : torch.Tensor
         ``method.<param>`` after the first step.
-    result : ddlib.distill_loop.DistillResult
-        What :func:`~ddlib.distill_loop.run_distillation` returned after the failure.
+    result : ddlib.methods.distill_loop.DistillResult
+        What :func:`~ddlib.methods.distill_loop.run_distillation` returned after the failure.
     """
     method.step(0)
     before = getattr(method, param).detach().clone()

@@ -7,14 +7,14 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
 
-from ddlib.ast_components import (
+from ddlib.methods.ast_components import (
     SmoothExpertLoss, _nearest_distinct, average_variation, balanced_loss_weight, class_features,
     clip_factor, gradient_penalty, input_gradient_norms, intermediate_points, intermediate_weights, perturb_weights,
     representative_init, step_sizes,
 )
-from ddlib.ast_perturbation import perturbation_directions, perturbed_names
-from ddlib.functional import ParamLayout, flatten_params
-from ddlib.train import train_epoch
+from ddlib.methods.ast_perturbation import perturbation_directions, perturbed_names
+from ddlib.core.functional import ParamLayout, flatten_params
+from ddlib.core.train import train_epoch
 
 
 # ----------------------------------------------------------------- clipping and gradient penalty

@@ -1,4 +1,4 @@
-"""The AST chapter's seeded runs (ddlib.ast_seeded) and its records and verdicts (ddlib.ast_claims)."""
+"""The AST chapter's seeded runs (ddlib.chapters.ast_seeded) and its records and verdicts (ddlib.chapters.ast_claims)."""
 import math
 from types import SimpleNamespace
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import ddlib
-from ddlib import ast_claims as cx
-from ddlib import ast_experiments as astx
-from ddlib import ast_seeded as sx
+from ddlib.chapters import ast_claims as cx
+from ddlib.chapters import ast_experiments as astx
+from ddlib.chapters import ast_seeded as sx
 
 
 @pytest.fixture()
@@ -135,7 +135,7 @@ def test_ratio_claim_and_series_helpers(recorder):
 
 
 def test_runs_pair_seeds_and_share_the_main_runs(tmp_path):
-    data = ddlib.experiments.subset_per_class(ddlib.load_dataset("digits"), 8, 4)
+    data = ddlib.chapters.scales.subset_per_class(ddlib.load_dataset("digits"), 8, 4)
     settings = ddlib.scale_settings("smoke", width=4, expert_epochs_total=2, expert_batch=32, ablation_iterations=1,
                                     eval_epochs=2, dm_iterations=1)
     plan = sx.ASTPlan.for_scale("mini").replace(expert_variants=("SGD", "momentum+GP+clip"))
@@ -145,13 +145,14 @@ def test_runs_pair_seeds_and_share_the_main_runs(tmp_path):
     assert runs.distill("SGD", 1, 0) is mtt  # the same run, made once
     assert [(e["iteration"], len(e["best"])) for e in mtt.result.evaluations] == [(0, 1), (1, 1), (2, 1)]
     ast = runs.main("AST", 1, 0)
-    assert ast.config == runs.mtt_config(1, **astx.ast_changes(1)) and ast.config.init == "representative"
+    assert ast.config == runs.mtt_config(1, variant="momentum+GP+clip", **astx.ast_changes(1)) and ast.config.init == "representative"
     rows = runs.table7(1)
     assert list(rows) == list(plan.table7_rows) and set(rows["MTT"]) == set(runs.seeds)
     short = rows["MTT"][1]
     assert short.config.iterations == 1 and short.result.evaluations == []  # ablation: final evaluation only
     assert len(short.final["best"]) == plan.ablation_num_eval
-    assert rows["+ weight perturbation"][0].config == runs.mtt_config(1, ablation=True, **astx.ast_changes(1))
+    assert rows["+ weight perturbation"][0].config == runs.mtt_config(1, ablation=True, variant="momentum+GP+clip",
+                                                                  **astx.ast_changes(1))
     assert not np.array_equal(runs.main("MTT", 1, 1).result.synthetic.images_syn, mtt.result.synthetic.images_syn)
     recorder = ddlib.Recorder(tmp_path / "out", "AST", "smoke", data.name, "cpu")
     sx.record_table3(recorder, runs, 1)
@@ -160,3 +161,24 @@ def test_runs_pair_seeds_and_share_the_main_runs(tmp_path):
     assert (records.groupby(["method", "metric"]).size() == len(runs.seeds) * settings.num_eval).all()
     assert cx.paired_claim(recorder, "Table 3", "AST beats MTT at IPC 1", "AST", "MTT", ipc=1, paper="p")
     assert sx.experts_table(runs)["experts"].tolist() == ["SGD", "momentum+GP+clip"]
+
+
+def test_student_lr_from_the_experts_or_the_scale():
+    """plan.student_lr="experts": every run starts its student at the lr its experts trained with (MTT's
+    definition of lr_teacher); "scale" keeps the scale's lr_teacher whatever the experts (the AST code)."""
+    from ddlib.chapters.ast_experts import expert_variant
+    from ddlib.chapters.scales import scale_settings
+
+    settings = scale_settings("mini")
+    data = None  # mtt_config needs neither data nor experts
+    smooth_lr = expert_variant(settings, "momentum+GP+clip", preset="code")[0].optimizer.lr
+    assert smooth_lr == 0.003 and settings.mtt_config(1).lr_teacher == 0.01
+    for student_lr, expected in (("experts", smooth_lr), ("scale", 0.01)):
+        plan = sx.ASTPlan.for_scale("mini").replace(student_lr=student_lr)
+        runs = sx.ASTRuns(data, settings, plan, seed=0, eval_config=settings.eval_config("ast"), artifacts_dir=".",
+                          run_dir=".")
+        configs = runs.main_configs(1)
+        assert configs["AST"].lr_teacher == expected and configs["MTT"].lr_teacher == 0.01
+        assert runs.mtt_config(1, variant="momentum+GP+clip", lr_teacher=0.5).lr_teacher == 0.5  # explicit wins
+    with pytest.raises((TypeError, ValueError), match="student_lr"):
+        sx.ASTPlan(student_lr="fast")

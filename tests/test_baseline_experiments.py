@@ -5,14 +5,14 @@ import pytest
 import torch
 
 import ddlib
-from ddlib.baseline_experiments import (FULL, CoresetPlan, below_full_verdict, coreset_table, cost_table,
+from ddlib.chapters.baseline_experiments import (FULL, NOT_IN_PAPER, CoresetPlan, below_full_verdict, coreset_table, cost_table,
                                         evaluate_coresets, expert_curves, expert_trend_verdict, ipc_growth_verdict,
                                         make_coreset, paper_full_text, paper_growth_text, seed_means)
 from ddlib.data.dataset import ImageDataset
-from ddlib.eval_protocols import EvalConfig, EvalResult
-from ddlib.recorder import Recorder
-from ddlib.results import read_records
-from ddlib.seeded import record_evaluation
+from ddlib.evaluation.protocols import EvalConfig, EvalResult
+from ddlib.results.recorder import Recorder
+from ddlib.results.records import read_records
+from ddlib.results.seeded import record_evaluation
 
 T90_2DOF = 2.919986  # 90 % two-sided t quantile, 2 degrees of freedom
 
@@ -155,6 +155,12 @@ def test_evaluate_coresets_records_every_cell_per_seed(tmp_path):
     assert costs.loc[("Random", 2), "seconds (all seeds)"] == pytest.approx(
         round(timings[(timings["step"] == "Random") & (timings["ipc"] == 2)]["seconds"].sum(), 1))
     assert len(costs) == 7  # training run, 5 cells, full data set
+    # the steps on the whole training split show "all", not a missing value
+    assert costs.loc[(FULL, "all"), "seconds (all seeds)"] >= 0
+    assert "all" in costs.loc["Forgetting (training run)"].index
+    table = coreset_table(records)  # K-Center and IPC 2 have no published cell
+    assert table[table["method"] == "K-Center"].iloc[0]["paper: CIFAR-10"] == NOT_IN_PAPER
+    assert table[(table["method"] == "Random") & (table["ipc"] == 2)].iloc[0]["paper: CIFAR-100"] == NOT_IN_PAPER
     # seed s made Random's pick and K-Center's start, and the records say which coreset each is
     random_config = last[(last["method"] == "Random") & (last["ipc"] == 2)].iloc[0]["config"]
     assert random_config["coreset"]["method"] == "random" and random_config["eval"]["epochs"] == 1

@@ -1,4 +1,4 @@
-"""Tests of batched evaluation (ddlib.batched_train): equal per network to sequential training."""
+"""Tests of batched evaluation (ddlib.evaluation.batched): equal per network to sequential training."""
 from __future__ import annotations
 
 import logging
@@ -8,16 +8,16 @@ import pytest
 import torch
 
 import ddlib
-import ddlib.eval_training as eval_training
-import ddlib.evaluation as evaluation
-from ddlib.batched_train import (StackedSGD, batched_accuracy, batched_train_epoch, batching_unsupported,
+import ddlib.evaluation.training as eval_training
+import ddlib.evaluation.runner as evaluation
+from ddlib.evaluation.batched import (StackedSGD, batched_accuracy, batched_train_epoch, batching_unsupported,
                                  stack_params, unstack_params)
-from ddlib.coresets import random_coreset
+from ddlib.methods.coresets import random_coreset
 from ddlib.data.augment import DSA
-from ddlib.evaluation import EvalConfig, evaluate_synthetic
+from ddlib.evaluation.runner import EvalConfig, evaluate_synthetic
 from ddlib.models import build_model
-from ddlib.runtime import derive_seed, make_generator
-from ddlib.train import OptimizerConfig, accuracy, make_optimizer, make_scheduler, train_epoch
+from ddlib.core.runtime import derive_seed, make_generator
+from ddlib.core.train import OptimizerConfig, accuracy, make_optimizer, make_scheduler, train_epoch
 
 # The tiny float64 problem: ConvNet width 4 on 1x8x8, 3 classes, 6 images, batch 4 (an uneven last batch).
 TINY = EvalConfig(epochs=5, num_eval=3, width=4, batch_size=4, dsa=True, test_every=2, lr=0.05, batched=True)
@@ -82,7 +82,7 @@ def test_batched_epoch_matches_train_epoch_float64():
         batched_losses.append(batched_train_epoch(nets[0], params, sgd, images, labels, batch_size=4,
                                                   generators=gens, augment=augment, epoch=epoch))
         sgd.epoch_done()
-    for r, net in enumerate(nets):  # now the same networks one by one, as ddlib.train does it
+    for r, net in enumerate(nets):  # now the same networks one by one, as ddlib.core.train does it
         opt, gen = make_optimizer(net.parameters(), config), make_generator(10 + r)
         sched = make_scheduler(opt, config)
         for epoch in range(epochs):
@@ -146,7 +146,7 @@ def test_batch_norm_model_falls_back_to_sequential(monkeypatch, caplog):
     assert batching_unsupported(build_model("ConvNet", 1, 3, (8, 8), width=4, seed=0)) is None
     data = _tiny_data(torch.float32)
     config = TINY.replace(norm="batch", epochs=2)
-    with caplog.at_level(logging.INFO, logger="ddlib.evaluation"):
+    with caplog.at_level(logging.INFO, logger="ddlib.evaluation.runner"):
         fallback = _run(monkeypatch, config, data, [])
     assert "batched evaluation not applicable" in caplog.text and "BatchNorm2d" in caplog.text
     assert fallback == _run(monkeypatch, config.replace(batched=False), data, [])
@@ -163,7 +163,7 @@ def test_default_batches_on_cuda_only(monkeypatch):
 
 def test_stacked_sgd_restart_matches_scheduled_optimizer():
     """AST's rebuild at the decay: fresh momentum buffers, lr x0.5, momentum 0.8 -- stacked and one by one."""
-    from ddlib.train import ScheduledOptimizer
+    from ddlib.core.train import ScheduledOptimizer
 
     g = torch.Generator().manual_seed(1)
     config = OptimizerConfig(kind="momentum", lr=0.1, momentum=0.9, weight_decay=1e-3, milestones=(2,),

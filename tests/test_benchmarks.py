@@ -125,3 +125,29 @@ def test_tiny_benchmark_writes_every_case_and_prints_the_table(tmp_path):
     for name in names:
         assert f"\n{name} " in table
     assert str(out) in table
+
+
+def test_gpu_check_runs_its_cpu_rehearsal(tmp_path):
+    """benchmarks/gpu_check.sh, prepared for a lent GPU machine, runs end to end here on the CPU:
+    the device-agreement tests (against a second CPU run) and one benchmark case, results under OUT."""
+    import os
+
+    env = dict(os.environ, OUT=str(tmp_path), DEVICE="cpu", PYTHON=sys.executable, CASES="eval_batched")
+    run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert json.loads((tmp_path / "device.json").read_text())["cuda_available"] in (True, False)
+    assert "3 passed" in (tmp_path / "gpu_tests.log").read_text()
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert bench["size"] == "tiny" and bench["cases"]["eval_batched"]["status"] == "ok"
+    assert "done, status 0" in (tmp_path / "check.log").read_text()
+
+
+def test_a_damaged_results_file_is_named_not_a_bare_json_error(tmp_path):
+    out = tmp_path / "bench.json"
+    out.write_text('{"size": "tiny", "cases": {')  # a run killed mid-write by an older, non-atomic writer
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--size", "tiny", "--only",
+                          "peak_matmul", "--merge", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    assert str(out) in run.stderr and "delete it or drop --merge" in run.stderr
+    assert "JSONDecodeError" not in run.stderr.splitlines()[-1]

@@ -1,12 +1,16 @@
 """Open every page of the smoke-scale book in headless Chromium (Debian's chromium + chromedriver).
 
-Checks that every image loaded, that no output cell shows a Python error, and that every
-results table (a table with an "ours" column) also has the paper's column; saves a
-screenshot of each page under ``_build/smoke/screenshots/`` as build artifacts.
+Checks that every image loaded, that no output cell shows a Python error, that every
+results table (a table with an "ours" column) also has the paper's column, that no page
+mentions internal files or process ("FACTS", "mct.txt", "issue"), that every figure has a
+caption, that no table cell reads "None", and that every page of this smoke build carries the
+banner saying its numbers mean nothing; saves a screenshot of each page under
+``_build/smoke/screenshots/`` as build artifacts.
 """
 import functools
 import http.server
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -15,7 +19,7 @@ from pathlib import Path
 import pytest
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-PAPER_CHAPTERS = ("baselines", "ast", "mct", "tgdd")
+PAPER_CHAPTERS = ("02_baselines", "03_ast", "04_mct", "05_tgdd")
 
 
 def ensure_chromium() -> str | None:
@@ -85,6 +89,15 @@ def pages(html: Path) -> list[Path]:
     return sorted(p.relative_to(html) for p in (html / "book").rglob("*.html"))
 
 
+FORBIDDEN = re.compile(r"FACTS|mct\.txt|(?i:\bissues?\b)")
+NONE_CELLS = """
+return Array.from(document.querySelectorAll('td, th')).filter(c => c.textContent.trim() === 'None').length;
+"""
+UNCAPTIONED_FIGURES = """
+return Array.from(document.querySelectorAll('figure')).filter(f => {
+    const c = f.querySelector('figcaption'); return !c || !c.textContent.trim(); }).length;
+"""
+BANNER = "Smoke build"
 CHECK_IMAGES = """
 return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
 """
@@ -113,6 +126,14 @@ def test_every_page_renders_cleanly(browser, served_book, smoke_build):
         errors = browser.find_elements("css selector", ".output.traceback, .output.error, .cell_output .traceback")
         if errors or "Traceback (most recent call last)" in text:
             problems.append(f"{page}: an output cell shows a Python error")
+        if match := FORBIDDEN.search(text):
+            problems.append(f"{page}: mentions {match.group(0)!r}")
+        if browser.execute_script(NONE_CELLS):
+            problems.append(f"{page}: a table cell reads 'None'")
+        if browser.execute_script(UNCAPTIONED_FIGURES):
+            problems.append(f"{page}: a figure without a caption")
+        if BANNER not in text:
+            problems.append(f"{page}: no smoke-build banner")
         for headers in browser.execute_script(RESULT_TABLES):
             if any(h.startswith("ours") for h in headers) and not any(h.startswith("paper") for h in headers):
                 problems.append(f"{page}: results table without the paper's column: {headers}")

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 import ddlib
-import ddlib.eval_training as eval_training
-import ddlib.evaluation as evaluation
-from ddlib.compiled import compiler_missing, maybe_compile
-from ddlib.coresets import random_coreset
-from ddlib.dm import DistributionMatching, DMConfig
-from ddlib.evaluation import EvalConfig, evaluate_synthetic
+import ddlib.evaluation.training as eval_training
+import ddlib.evaluation.runner as evaluation
+from ddlib.core.compiled import compiler_missing, maybe_compile
+from ddlib.methods.coresets import random_coreset
+from ddlib.methods.dm import DistributionMatching, DMConfig
+from ddlib.evaluation.runner import EvalConfig, evaluate_synthetic
 
 
 def test_off_returns_the_function_itself():

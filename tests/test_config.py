@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from ddlib.config import Config
+from ddlib.core.config import Config
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""MCT's convexified trajectories (ddlib.convexified): interpolation, lambda table, storage, store, distiller."""
+"""MCT's convexified trajectories (ddlib.trajectories.convexified): interpolation, lambda table, storage, store, distiller."""
 from __future__ import annotations
 
 import json
@@ -7,15 +7,15 @@ import shutil
 import pytest
 import torch
 
-from ddlib.convexified import (
+from ddlib.trajectories.convexified import (
     ConvexifyOptions, ConvexifiedStore, ConvexifiedTrajectory, convexify_store, convnet_param_counts, storage_bytes, waypoint_epochs,
 )
-from ddlib.distill_loop import run_distillation
-from ddlib.experts import Trajectory, build_expert_model
-from ddlib.functional import ParamLayout
-from ddlib.mtt import MTTConfig, TrajectoryMatching
-from ddlib.trajectory_store import MANIFEST_NAME
-from ddlib.waypoints import smoothed_waypoints
+from ddlib.methods.distill_loop import run_distillation
+from ddlib.trajectories.experts import Trajectory, build_expert_model
+from ddlib.core.functional import ParamLayout
+from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
+from ddlib.trajectories.trajectory_store import MANIFEST_NAME
+from ddlib.trajectories.waypoints import smoothed_waypoints
 from helpers import small_digits, tiny_store
 
 LAYOUT = ParamLayout(("a", "b", "c"), ((2, 3), (4,), (1,)))  # P = 11, L = 3

@@ -1,4 +1,4 @@
-"""Tests of ddlib.coresets against hand-computed selections on toy 2-D feature sets."""
+"""Tests of ddlib.methods.coresets against hand-computed selections on toy 2-D feature sets."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import ddlib
-from ddlib.coresets import (
+from ddlib.methods.coresets import (
     count_forgetting_events, feature_extractor, forgetting_coreset, forgetting_counts, herding_coreset,
     herding_select, kcenter_coreset, kcenter_select, random_coreset, select_most_forgotten,
 )

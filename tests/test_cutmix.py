@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from ddlib.data.augment import DSA
 from ddlib.data.cutmix import CutMix, CutMixConfig, CutMixParams, training_augmentation
 from ddlib.data.diffaug import DiffAug
-from ddlib.experts import ExpertConfig, train_expert
-from ddlib.functional import flatten_params
+from ddlib.trajectories.experts import ExpertConfig, train_expert
+from ddlib.core.functional import flatten_params
 from ddlib.models import build_model
-from ddlib.runtime import derive_seed, make_generator
-from ddlib.train import ScheduledOptimizer, cross_entropy_hook, train_epoch
+from ddlib.core.runtime import derive_seed, make_generator
+from ddlib.core.train import ScheduledOptimizer, cross_entropy_hook, train_epoch
 from helpers import small_digits
 
 

@@ -4,7 +4,7 @@ import torch
 
 from ddlib.data import canonical_name, load_dataset
 from ddlib.data.embedded import stratified_split
-from ddlib.runtime import make_generator
+from ddlib.core.runtime import make_generator
 
 
 @pytest.fixture(scope="module")

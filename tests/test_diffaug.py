@@ -6,7 +6,7 @@ import torch
 
 from ddlib.data.augment import DSA, DSAConfig, DSAParams
 from ddlib.data.diffaug import DiffAug, DiffAugConfig
-from ddlib.runtime import make_generator
+from ddlib.core.runtime import make_generator
 
 
 def images(n: int = 4, c: int = 3, h: int = 8, w: int = 8, seed: int = 0, dtype=torch.float32) -> torch.Tensor:

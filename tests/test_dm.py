@@ -5,11 +5,11 @@ import pytest
 import torch
 
 import ddlib
-import ddlib.dm as dm_module
+import ddlib.methods.dm as dm_module
 from ddlib.data.augment import DSA
-from ddlib.distill_loop import run_distillation
-from ddlib.dm import DistributionMatching, DMConfig, augment_by_class, dm_loss, reinitialize_
-from ddlib.functional import flatten_params
+from ddlib.methods.distill_loop import run_distillation
+from ddlib.methods.dm import DistributionMatching, DMConfig, augment_by_class, dm_loss, reinitialize_
+from ddlib.core.functional import flatten_params
 from ddlib.models import build_model
 from helpers import Interrupting, check_nan_loss_guard
 

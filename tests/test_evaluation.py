@@ -1,4 +1,4 @@
-"""Tests of ddlib.evaluation: the evaluation protocol on tiny networks and data."""
+"""Tests of ddlib.evaluation.runner: the evaluation protocol on tiny networks and data."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,14 +6,14 @@ import pytest
 import torch
 
 import ddlib
-import ddlib.eval_training as eval_training
-import ddlib.evaluation as evaluation
-from ddlib.coresets import random_coreset
+import ddlib.evaluation.training as eval_training
+import ddlib.evaluation.runner as evaluation
+from ddlib.methods.coresets import random_coreset
 from ddlib.data.dataset import ImageDataset
 from ddlib.data.zca import ZCA
-from ddlib.evaluation import EvalConfig, EvalResult, evaluate_cross_arch, evaluate_full_dataset, evaluate_synthetic
-from ddlib.runtime import derive_seed
-from ddlib.synthetic import SyntheticSet
+from ddlib.evaluation.runner import EvalConfig, EvalResult, evaluate_cross_arch, evaluate_full_dataset, evaluate_synthetic
+from ddlib.core.runtime import derive_seed
+from ddlib.methods.synthetic import SyntheticSet
 
 # Tiny protocol: width-8 ConvNet on 8x8 digits, a few epochs.
 TINY = EvalConfig(epochs=6, num_eval=2, width=8, batch_size=64)  # lr None -> 0.01 for coresets
@@ -48,16 +48,16 @@ def quadrant_data(n_per_class: int = 30, seed: int = 0) -> ImageDataset:
 def test_config_presets_and_validation():
     assert EvalConfig().epochs == 1000 and EvalConfig().num_eval == 5 and EvalConfig().lr is None
     assert EvalConfig().decay_epoch == 500
-    smoke = EvalConfig.for_scale("smoke", epochs=7)
+    smoke = eval_for_scale("smoke", epochs=7)
     assert smoke.epochs == 7 and smoke.lr is None
-    full = EvalConfig.for_scale("paper", full_dataset=True)
+    full = eval_for_scale("paper", full_dataset=True)
     assert full.lr == 0.01 and full.epochs < EvalConfig().epochs
-    with pytest.raises(ValueError, match="unknown scale 'huge'"):
-        EvalConfig.for_scale("huge")
+    with pytest.raises(ValueError, match="scale='huge'"):
+        eval_for_scale("huge")
     with pytest.raises(ValueError, match="lr_decay_at=1.5"):
         EvalConfig(lr_decay_at=1.5)
     with pytest.raises(ValueError, match="unknown key"):
-        EvalConfig.for_scale("smoke", epoch=3)
+        eval_for_scale("smoke", epoch=3)
 
 
 def test_result_statistics_use_population_std():
@@ -156,34 +156,34 @@ def test_protocol_presets_hold_each_papers_settings():
 
 
 def test_one_definition_per_scale_and_protocol():
-    from ddlib.experiments import SCALES, scale_settings
+    from ddlib.chapters.scales import SCALES, scale_settings
 
     for scale, settings in SCALES.items():
-        for protocol in ddlib.evaluation.PROTOCOLS:
-            config = EvalConfig.for_scale(scale, protocol=protocol)
+        for protocol in ddlib.evaluation.runner.PROTOCOLS:
+            config = eval_for_scale(scale, protocol=protocol)
             assert config == scale_settings(scale).eval_config(protocol) == settings.eval_config(protocol)
             assert (config.num_eval, config.width, config.protocol) == (settings.num_eval, settings.width, protocol)
-        assert EvalConfig.for_scale(scale).epochs == settings.eval_epochs
-        assert EvalConfig.for_scale(scale, "tgdd").epochs == round(1.5 * settings.eval_epochs)  # 1500 / 1000
+        assert eval_for_scale(scale).epochs == settings.eval_epochs
+        assert eval_for_scale(scale, "tgdd").epochs == round(1.5 * settings.eval_epochs)  # 1500 / 1000
     # an epochs override rescales the tests (40 * 20 / 1000 -> 1) ...
-    assert EvalConfig.for_scale("smoke", "ast", epochs=40).test_every == 1
+    assert eval_for_scale("smoke", "ast", epochs=40).test_every == 1
     # ... but a scale's eval_max_tests caps how often a run tests: at most 15 tests -> every ceil(40 / 15) = 3
     assert SCALES["mini"].eval_max_tests == 15
-    assert EvalConfig.for_scale("mini", "ast", epochs=40).test_every == 3
-    assert EvalConfig.for_scale("mini", "ast").test_every == 20  # 300 epochs: 15 tests, not 300 / 50
-    assert EvalConfig.for_scale("mini", "tgdd").test_every == 75  # 450 epochs: 6 tests, under the cap
-    assert EvalConfig.for_scale("mini", "ast", test_every=1).test_every == 1  # an explicit interval wins
-    assert EvalConfig.for_scale("mini", "mtt").test_every == 0  # MTT's protocol tests only at the end
+    assert eval_for_scale("mini", "ast", epochs=40).test_every == 3
+    assert eval_for_scale("mini", "ast").test_every == 20  # 300 epochs: 15 tests, not 300 / 50
+    assert eval_for_scale("mini", "tgdd").test_every == 75  # 450 epochs: 6 tests, under the cap
+    assert eval_for_scale("mini", "ast", test_every=1).test_every == 1  # an explicit interval wins
+    assert eval_for_scale("mini", "mtt").test_every == 0  # MTT's protocol tests only at the end
     with pytest.raises(ValueError, match="eval_max_tests=0"):
         scale_settings("mini", eval_max_tests=0)
-    assert EvalConfig.for_scale("mini", full_dataset=True).epochs == SCALES["mini"].expert_epochs_total
+    assert eval_for_scale("mini", full_dataset=True).epochs == SCALES["mini"].expert_epochs_total
 
 
 def test_protocol_config_validation():
     with pytest.raises(ValueError, match="protocol='dc'"):
         EvalConfig.preset("dc")
     with pytest.raises(ValueError, match="protocol='dc'"):
-        EvalConfig.for_scale("mini", protocol="dc")
+        eval_for_scale("mini", protocol="dc")
     with pytest.raises(ValueError, match=r"lr_decay_at=\(0.8, 0.5\)"):
         EvalConfig(lr_decay_at=(0.8, 0.5))
     with pytest.raises(ValueError, match=r"lr_decay_at=\(\)"):
@@ -203,7 +203,7 @@ def test_protocol_config_validation():
 def test_ast_schedule_by_hand_on_one_parameter():
     """loss = w^2 / 2 (gradient w), one step per epoch: SGD momentum 0.9, wd 1e-3, lr x0.5 and a fresh
     SGD with momentum 0.8 once E // 2 + 2 = 7 of E = 10 epochs are finished."""
-    from ddlib.train import ScheduledOptimizer
+    from ddlib.core.train import ScheduledOptimizer
 
     config = EvalConfig.preset("ast", epochs=10)
     assert config.milestones == (7,)
@@ -282,3 +282,10 @@ def test_result_names_the_papers_statistic():
     assert "reports best" in str(best)
     with pytest.raises(ValueError, match="statistic='mean'"):
         EvalResult(**common, statistic="mean")
+
+
+def eval_for_scale(scale, protocol="mtt", **overrides):
+    """A scale's protocol: the one definition, ``scale_settings(scale).eval_config(protocol, ...)``."""
+    from ddlib.chapters.scales import scale_settings
+
+    return scale_settings(scale).eval_config(protocol, **overrides)

@@ -1,7 +1,7 @@
 import pytest
 
 import ddlib
-from ddlib.experiments import FirstExperts, cached_experts, scale_settings, subset_per_class
+from ddlib.chapters.scales import FirstExperts, cached_experts, scale_settings, subset_per_class
 
 
 @pytest.fixture(scope="module")

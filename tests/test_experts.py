@@ -1,4 +1,4 @@
-"""Expert training (ddlib.experts): presets, equality with a hand-written loop, exact resume, loss hooks."""
+"""Expert training (ddlib.trajectories.experts): presets, equality with a hand-written loop, exact resume, loss hooks."""
 from __future__ import annotations
 
 import copy
@@ -10,14 +10,14 @@ import torch
 import torch.nn.functional as F
 
 import ddlib
-from ddlib.config import Config
+from ddlib.core.config import Config
 from ddlib.data.augment import DSA, DSAConfig
 from ddlib.data.zca import ZCA
-from ddlib.experts import ExpertConfig, ExpertState, Trajectory, train_expert
-from ddlib.functional import ParamLayout, flatten_params
+from ddlib.trajectories.experts import ExpertConfig, ExpertState, Trajectory, train_expert
+from ddlib.core.functional import ParamLayout, flatten_params
 from ddlib.models import build_model
-from ddlib.runtime import derive_seed, make_generator
-from ddlib.train import OptimizerConfig, ScheduledOptimizer, accuracy, make_optimizer, make_scheduler, train_epoch
+from ddlib.core.runtime import derive_seed, make_generator
+from ddlib.core.train import OptimizerConfig, ScheduledOptimizer, accuracy, make_optimizer, make_scheduler, train_epoch
 
 SEED = 7
 
@@ -248,7 +248,7 @@ def test_test_accuracy_and_layout(data):
     trajectory = train_expert(data, config, SEED)
     net = build_model("ConvNet", 1, 10, (8, 8), width=8)
     assert trajectory.layout == ParamLayout.of(net)
-    ddlib.functional.load_flat_params(net, trajectory.snapshot(1))
+    ddlib.core.functional.load_flat_params(net, trajectory.snapshot(1))
     assert trajectory.test_accuracy[0] == accuracy(net, data.images_test, data.labels_test)
 
 

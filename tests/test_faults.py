@@ -23,22 +23,22 @@ import numpy as np
 import pytest
 import torch
 
-import ddlib.dm as dm_module
-from ddlib import fileio
+import ddlib.methods.dm as dm_module
+from ddlib.core import fileio
 from ddlib.data.dataset import ImageDataset
 from ddlib.data.real import load_cifar10
-from ddlib.distill_loop import (GUARD_FACTOR, NonFiniteLoss, UnstableUpdate, atomic_torch_save, check_update,
+from ddlib.methods.distill_loop import (GUARD_FACTOR, NonFiniteLoss, UnstableUpdate, atomic_torch_save, check_update,
                                 guard_bound, run_distillation, saturation_flags)
-from ddlib.dm import DMConfig, DistributionMatching
-from ddlib.experiments import cached_experts
-from ddlib.experts import build_expert_model
-from ddlib.fileio import read_checked_torch, read_json, write_json
-from ddlib.locks import LOCK_NAME, clean_stale_temporaries, process_start_time
-from ddlib.mtt import MTTConfig, TrajectoryMatching
-from ddlib.runtime import resolve_device
-from ddlib.tgdd import TGDD, TGDDConfig
-from ddlib.tgdd_analysis import timed_distillation
-from ddlib.trajectory_store import MANIFEST_NAME, dataset_fingerprint, generate_experts
+from ddlib.methods.dm import DMConfig, DistributionMatching
+from ddlib.chapters.scales import cached_experts
+from ddlib.trajectories.experts import build_expert_model
+from ddlib.core.fileio import read_checked_torch, read_json, write_json
+from ddlib.core.locks import LOCK_NAME, clean_stale_temporaries, process_start_time
+from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
+from ddlib.core.runtime import resolve_device
+from ddlib.methods.tgdd import TGDD, TGDDConfig
+from ddlib.chapters.tgdd_analysis import timed_distillation
+from ddlib.trajectories.trajectory_store import MANIFEST_NAME, dataset_fingerprint, generate_experts
 
 from helpers import TINY_EXPERTS, small_digits, tiny_store
 
@@ -117,7 +117,7 @@ def test_cached_experts_compare_the_manifest_on_a_hit(digits, tmp_path, caplog):
         cached_experts(tmp_path, digits, TINY_EXPERTS, 1, 3, progress=False)
     with pytest.raises(ValueError, match="on_mismatch='ignore'"):
         cached_experts(tmp_path, digits, TINY_EXPERTS, 1, 3, progress=False, on_mismatch="ignore")
-    with caplog.at_level(logging.WARNING, logger="ddlib.experiments"):
+    with caplog.at_level(logging.WARNING, logger="ddlib.chapters.scales"):
         fixed = cached_experts(tmp_path, digits, TINY_EXPERTS, 1, 3, progress=False, on_mismatch="recompute")
     assert "recomputing" in caplog.text and fixed.manifest["seed"] == 3
     assert torch.equal(fixed.trajectory(0).snapshots, reference)
@@ -138,7 +138,7 @@ def test_empty_checkpoint_is_an_error_and_an_old_unchecked_one_still_loads(digit
     interrupted(dm(digits), 1, path)
     payload = read_checked_torch(path, "checkpoint", "", weights_only=False)
     torch.save(payload, path)  # as ddlib wrote checkpoints before the sha256 header
-    with caplog.at_level(logging.WARNING, logger="ddlib.fileio"):
+    with caplog.at_level(logging.WARNING, logger="ddlib.core.fileio"):
         resumed = run_distillation(dm(digits), checkpoint_path=path, **LOOP)
     assert "no checksum header" in caplog.text and [h["iteration"] for h in resumed.history] == [0, 1]
     path.write_bytes(b"")
@@ -200,7 +200,7 @@ def test_empty_or_damaged_json_cache_names_the_file_or_is_recomputed(tmp_path, c
     for path in (empty, broken):
         with pytest.raises(ValueError, match=re.escape(str(path)) + r".*not valid JSON.*delete it to recompute"):
             read_json(path, "evaluation cache")
-        with caplog.at_level(logging.WARNING, logger="ddlib.fileio"):
+        with caplog.at_level(logging.WARNING, logger="ddlib.core.fileio"):
             assert read_json(path, "evaluation cache", on_corrupt="recompute") is None
         assert str(path) in caplog.text
 
@@ -283,7 +283,7 @@ def test_tgdd_saturated_pixels_are_flagged_and_unclamped_ones_stop(digits, store
         config = TGDDConfig(ipc=1, iterations=2, batch_real=8, dsa=False, lr_img=1e30).replace(**overrides)
         return TGDD(digits, store, build_expert_model(digits, store.config), config, 0)
 
-    with caplog.at_level(logging.WARNING, logger="ddlib.distill_loop"):
+    with caplog.at_level(logging.WARNING, logger="ddlib.methods.distill_loop"):
         result = run_distillation(tgdd(), **LOOP)
     assert not result.stopped and "saturated" in result.flags
     assert result.synthetic.provenance["flags"] == result.flags and "lower lr_img" in caplog.text
@@ -306,7 +306,7 @@ def test_two_threads_generating_one_store_train_each_expert_once(digits, tmp_pat
         except BaseException as error:  # reported below
             errors.append(error)
 
-    with caplog.at_level(logging.WARNING, logger="ddlib.locks"):
+    with caplog.at_level(logging.WARNING, logger="ddlib.core.locks"):
         threads = [threading.Thread(target=run) for _ in range(2)]
         for thread in threads:
             thread.start()
@@ -345,7 +345,7 @@ def test_a_second_process_waits_for_the_first_and_reuses_its_experts(digits, sto
             assert child.poll() is None and time.monotonic() < deadline, child.communicate()[0]
             time.sleep(0.01)
         trained = []
-        with caplog.at_level(logging.WARNING, logger="ddlib.locks"):
+        with caplog.at_level(logging.WARNING, logger="ddlib.core.locks"):
             reused = generate_experts(root, digits, TINY_EXPERTS, 1, 3, progress=False,
                                       on_epoch=lambda k, state: trained.append(k))
     finally:
@@ -385,7 +385,7 @@ def test_build_book_rejects_an_unknown_chapter(capsys, tmp_path):
         load_build_book().main(["--only", "ast", "tggd", "--build-dir", str(tmp_path / "build")])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "--only tggd: no such chapter" in err and "ast, baselines" in err and "tgdd" in err
+    assert "--only tggd: no such chapter" in err and "02_baselines, 03_ast" in err and "05_tgdd" in err
     assert not (tmp_path / "build").exists()  # nothing was staged
 
 

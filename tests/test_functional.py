@@ -1,11 +1,11 @@
-"""Tests of the flat-parameter helpers (ddlib.functional)."""
+"""Tests of the flat-parameter helpers (ddlib.core.functional)."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ddlib.functional import ParamLayout, flatten_params, functional_forward, load_flat_params
+from ddlib.core.functional import ParamLayout, flatten_params, functional_forward, load_flat_params
 from ddlib.models import build_model
 
 

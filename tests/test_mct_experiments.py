@@ -1,4 +1,4 @@
-"""The MCT chapter's measurements (ddlib.mct_experiments): oscillation statistics, convergence
+"""The MCT chapter's measurements (ddlib.chapters.mct_experiments): oscillation statistics, convergence
 targets, the expert view, checkpoint names, path accuracies, distillation runs, storage arithmetic."""
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import pytest
 import torch
 
 import ddlib
-from ddlib import mct_experiments as mcx
-from ddlib.convexified import ConvexifiedTrajectory, storage_bytes
-from ddlib.evaluation import EvalConfig
-from ddlib.experts import build_expert_model
-from ddlib.functional import load_flat_params
-from ddlib.mtt import MTTConfig
+from ddlib.chapters import mct_experiments as mcx
+from ddlib.trajectories.convexified import ConvexifiedTrajectory, storage_bytes
+from ddlib.evaluation.runner import EvalConfig
+from ddlib.trajectories.experts import build_expert_model
+from ddlib.core.functional import load_flat_params
+from ddlib.methods.mtt import MTTConfig
 from helpers import small_digits, tiny_store
 
 

@@ -1,4 +1,4 @@
-"""The MCT chapter's seeded runs (ddlib.mct_runs): configs, early checkpoints, initial sets,
+"""The MCT chapter's seeded runs (ddlib.chapters.mct_runs): configs, early checkpoints, initial sets,
 records of the runs and the tables and verdicts built from them."""
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import pytest
 import torch
 
 import ddlib
-from ddlib import mct_experiments as mcx
-from ddlib import mct_runs as mcr
-from ddlib.distill_loop import DistillResult
-from ddlib.evaluation import EvalConfig
-from ddlib.experiments import ScaleSettings
-from ddlib.mtt import MTTConfig
-from ddlib.recorder import Recorder
-from ddlib.synthetic import SyntheticSet
+from ddlib.chapters import mct_experiments as mcx
+from ddlib.chapters import mct_runs as mcr
+from ddlib.methods.distill_loop import DistillResult
+from ddlib.evaluation.runner import EvalConfig
+from ddlib.chapters.scales import ScaleSettings
+from ddlib.methods.mtt import MTTConfig
+from ddlib.results.recorder import Recorder
+from ddlib.methods.synthetic import SyntheticSet
 from helpers import small_digits, tiny_store
 
 TINY = MTTConfig(ipc=1, iterations=4, syn_steps=2, expert_epochs=1, max_start_epoch=2, lr_img=10.0,
@@ -138,7 +138,10 @@ def test_records_tables_and_paired_verdicts(tmp_path):
     table = mcr.accuracy_table(records, "Table (d)", published={("MTT", 1): "46.2 ± 0.8"})
     assert table.loc[("MCT", 1), "ours: last epoch"] == "60.0 ± 0.0"
     assert table.loc[("MCT", 1), "ours: best test point"] == "62.5 ± 3.5"  # seeds 65 and 60
-    assert table.loc[("MTT", 1), "paper"] == "46.2 ± 0.8" and table.loc[("MCT", 1), "paper"] == ""
+    assert table.loc[("MTT", 1), "paper"] == "46.2 ± 0.8"
+    assert table.loc[("MCT", 1), "paper"] == "not in the paper"  # no published number: said so
+    unpublished = mcr.accuracy_table(records, "Table (d)", published={}, missing="–")
+    assert set(unpublished["paper"]) == {"–"}
     assert table.loc[("MTT", 1), ["seeds", "networks per seed"]].tolist() == [2, 2]
     verdict = ddlib.compare_methods(rec, "Table (d)", "MCT beats MTT", "MCT", "MTT", ipc=1)
     assert (verdict.effect, verdict.n, verdict.verdict) == (pytest.approx(20.0), 2, "holds")  # sd 0

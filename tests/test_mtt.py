@@ -5,14 +5,14 @@ import pytest
 import torch
 
 from ddlib.data import load_dataset
-from ddlib.distill_loop import NonFiniteLoss, run_distillation
-from ddlib.experts import ExpertConfig
-from ddlib.functional import ParamLayout, flatten_params, functional_forward
+from ddlib.methods.distill_loop import NonFiniteLoss, run_distillation
+from ddlib.trajectories.experts import ExpertConfig
+from ddlib.core.functional import ParamLayout, flatten_params, functional_forward
 from ddlib.models import build_model
-from ddlib.mtt import MTTConfig, TrajectoryMatching
-from ddlib.runtime import make_generator
-from ddlib.train import OptimizerConfig, make_optimizer, train_epoch
-from ddlib.unroll import batch_schedule, matching_loss, unroll_student
+from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
+from ddlib.core.runtime import make_generator
+from ddlib.core.train import OptimizerConfig, make_optimizer, train_epoch
+from ddlib.core.unroll import batch_schedule, matching_loss, unroll_student
 
 
 @dataclasses.dataclass
@@ -167,7 +167,7 @@ def test_resume_from_checkpoint_written_mid_run(digits, source, tmp_path, monkey
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_set(digits, source, monkeypatch):
-    import ddlib.mtt as mtt_module
+    import ddlib.methods.mtt as mtt_module
 
     method = TrajectoryMatching(digits, source, tiny_net(digits), config(iterations=5), 0)
     original_step, original_loss = method.step, mtt_module.matching_loss
@@ -232,9 +232,9 @@ def test_each_ast_switch_runs_and_changes_the_result(digits, source, switch):
 @pytest.mark.parametrize("features", ["embed", "logits"])
 def test_representative_init_features(digits, source, features):
     """Paper: K-Means on the expert's penultimate features; AST code: on its logits."""
-    from ddlib.ast_components import class_features, representative_init
-    from ddlib.functional import load_flat_params
-    from ddlib.runtime import derive_seed
+    from ddlib.methods.ast_components import class_features, representative_init
+    from ddlib.core.functional import load_flat_params
+    from ddlib.core.runtime import derive_seed
 
     cfg = config(init="representative", representative_features=features)
     method = TrajectoryMatching(digits, source, tiny_net(digits), cfg, 5)
@@ -281,7 +281,7 @@ def test_matching_denominators_use_the_perturbed_start(digits, source, monkeypat
     """A student that cannot move (syn_lr 1e-30) stays at the perturbed start theta*_t, so every matching
     term ||theta*_t - theta_e||^2 / ||theta*_t - theta_e||^2 is exactly 1: 1 for the final term, 2 with one
     intermediate point. A denominator from the unperturbed theta_t would give another value."""
-    import ddlib.ast_components as ast_module
+    import ddlib.methods.ast_components as ast_module
 
     original, starts = ast_module.perturb_weights, []
 

@@ -4,6 +4,7 @@ The smoke build is made by `make test` before pytest (scripts/build_book.py); wh
 runs on its own, the session fixture builds it (already-executed notebooks are cached).
 """
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def parameters_cell(path: Path) -> str:
 def test_notebook_declares_the_pipeline_parameters(notebook):
     cell = parameters_cell(notebook)
     for name in REQUIRED_PARAMETERS:
-        assert f"\n{name} = " in cell, f"{notebook.name} lacks parameter {name!r}"
+        assert re.search(rf"\n{name}(: *\w+)? = ", cell), f"{notebook.name} lacks parameter {name!r}"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
@@ -49,3 +50,18 @@ def test_book_page_rendered(smoke_build, notebook):
     html = page.read_text()
     assert "Traceback" not in html
     assert "<img" in html or "<table" in html
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_only_call_the_library(notebook):
+    """No function or class is defined in a notebook: the chapters' code lives in ddlib.chapters, tested."""
+    import ast as python_ast
+
+    import jupytext
+
+    for cell in jupytext.read(notebook).cells:
+        if cell.cell_type == "code":
+            tree = python_ast.parse(cell.source)
+            defined = [n.name for n in python_ast.walk(tree)
+                       if isinstance(n, (python_ast.FunctionDef, python_ast.AsyncFunctionDef, python_ast.ClassDef))]
+            assert not defined, f"{notebook.name} defines {defined}"

@@ -46,7 +46,7 @@ def test_cache_key_tracks_source_and_parameters(tmp_path):
 
 
 def test_summary_key_follows_other_notebooks_results(tmp_path):
-    summary = tmp_path / "summary.py"
+    summary = tmp_path / "06_summary.py"
     summary.write_text("# %%\n")
     results = tmp_path / "results"
     (results / "ast").mkdir(parents=True)
@@ -67,3 +67,41 @@ def test_parameter_cells_are_folded(tmp_path):
     build_book.tag_parameter_cells(path)
     cells = nbformat.read(path, as_version=4).cells
     assert "remove-cell" in cells[0].metadata["tags"] and "hide-cell" in cells[1].metadata["tags"]
+
+
+@pytest.mark.parametrize("scale, banner", [("smoke", True), ("mini", False), ("paper", False)])
+def test_only_a_smoke_build_carries_the_banner(tmp_path, scale, banner):
+    import yaml
+
+    build_book.stage_sources(tmp_path, scale)
+    config = yaml.safe_load((tmp_path / "_config.yml").read_text())
+    announcement = config.get("html", {}).get("announcement", "")
+    assert ("its verdicts mean nothing" in announcement) is banner
+    assert config["bibtex_bibfiles"] == ["book/references.bib"]  # the rest of the configuration is kept
+    assert (tmp_path / "_static" / "ddlib.css").exists() and (tmp_path / "book" / "intro.md").exists()
+
+
+def test_headline_lists_claims_with_links_scale_and_device(tmp_path):
+    import ddlib
+
+    recorder = ddlib.Recorder(tmp_path / "results" / "ast", "AST", "mini", "mnist5k", "cpu", params={"seed": 0})
+    verdict = ddlib.paired_verdict("AST beats MTT at IPC 1", [81.0, 82.0, 83.5], [80.0, 80.5, 81.0],
+                                   names=("AST", "MTT"), unit="points")
+    ddlib.record_claim(recorder, "Table 3", verdict, paper="48.8 vs 46.3")
+    recorder.finish()
+    headline = tmp_path / "headline.md"
+    build_book.write_headline(headline, tmp_path / "results", "mini")
+    text = headline.read_text()
+    assert "scale **mini** on **cpu**" in text
+    anchor = ddlib.results.recorder.claim_anchor("AST", "Table 3", "AST beats MTT at IPC 1")
+    assert f'<a href="notebooks/ast.html#{anchor}">AST beats MTT at IPC 1</a>' in text
+    assert "<b>holds</b>" in text and "90 % t" in text and "<td>3</td>" in text
+    assert "**MCT**:" in text and "not run" in text  # a paper without results says so
+
+
+def test_kernel_runs_over_ipc_without_the_tcp_warning(tmp_path, capfd):
+    notebook = tmp_path / "fine.py"
+    notebook.write_text(FAILING.replace("1 / 0", "print('done')"))
+    ok, error = build_book.execute(notebook, tmp_path / "out" / "fine.ipynb", {"scale": "smoke"})
+    assert ok, error
+    assert "without encryption" not in capfd.readouterr().err

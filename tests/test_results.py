@@ -8,7 +8,7 @@ import textwrap
 import pandas as pd
 import pytest
 
-from ddlib.results import Record, append_records, collect_provenance, paper_results, read_records, side_by_side
+from ddlib.results.records import Record, append_records, collect_provenance, paper_results, read_records, side_by_side
 
 
 def record(value=50.0, seed=0, method="Random", ipc=10, scale="mini"):
@@ -48,7 +48,7 @@ def test_append_is_atomic_under_kill(tmp_path):
     """A writer killed mid-run leaves only whole lines."""
     target = tmp_path / "r.jsonl"
     script = textwrap.dedent(f"""
-        from ddlib.results import Record, append_records
+        from ddlib.results.records import Record, append_records
         rec = Record(paper="AST", experiment="x", method="m", dataset="d", ipc=1, arch="a", seed=0,
                      metric="m", value=1.0, scale="smoke", config={{"pad": "x" * 200000}})
         while True:
@@ -104,7 +104,7 @@ def test_side_by_side_names_scale_and_puts_paper_values(tmp_path):
 
 # -- one file per run: reruns keep earlier runs, readers take the newest complete one ---------------
 def _run(out_dir, value, *, finish=True, dataset="mnist5k", paper="AST", **params):
-    from ddlib.experiments import Recorder
+    from ddlib.chapters.scales import Recorder
 
     rec = Recorder(out_dir, paper, "mini", dataset, "cpu", params=params)
     rec.add("Table 3", "Random", "test_acc", value, ipc=1, eval_index=0, distill_seed=7)
@@ -162,7 +162,7 @@ def test_old_files_without_run_fields_still_read(tmp_path):
 def test_two_concurrent_recorders_write_two_intact_files(tmp_path):
     import threading
 
-    from ddlib.experiments import Recorder
+    from ddlib.chapters.scales import Recorder
 
     barrier = threading.Barrier(2)
     recorders = []

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ddlib.runtime import derive_seed, make_generator, resolve_device
+from ddlib.core.runtime import derive_seed, make_generator, resolve_device
 
 
 def test_resolve_device_auto_and_cpu():

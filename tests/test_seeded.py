@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from ddlib.eval_protocols import EvalResult
-from ddlib.recorder import Recorder
-from ddlib.results import read_records
-from ddlib.seeded import compare_methods, mean_text, method_values, record_evaluation
+from ddlib.evaluation.protocols import EvalResult
+from ddlib.results.recorder import Recorder
+from ddlib.results.records import read_records
+from ddlib.results.seeded import compare_methods, mean_text, method_values, record_evaluation
 
 
 def result(last, best, statistic="last"):

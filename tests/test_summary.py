@@ -1,9 +1,9 @@
 import pytest
 
-from ddlib.experiments import Recorder, claim_anchor, claim_text, record_claim
-from ddlib.results import read_records
-from ddlib.summary import EXPECTED, SUMMARY_VERDICTS, reading_guide, reproduction_summary, summary_counts, summary_html
-from ddlib.verdicts import paired_verdict
+from ddlib.chapters.scales import Recorder, claim_anchor, claim_text, record_claim
+from ddlib.results.records import read_records
+from ddlib.results.summary import EXPECTED, SUMMARY_VERDICTS, reading_guide, reproduction_summary, summary_counts, summary_html
+from ddlib.results.verdicts import paired_verdict
 
 
 def ast_recorder(root, scale="smoke", dataset="mnist5k", **params):

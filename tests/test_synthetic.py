@@ -1,4 +1,4 @@
-"""Tests of ddlib.synthetic: the SyntheticSet container, its atomic save and validated load."""
+"""Tests of ddlib.methods.synthetic: the SyntheticSet container, its atomic save and validated load."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from ddlib.config import Config
-from ddlib.synthetic import MANIFEST_NAME, TENSORS_NAME, SyntheticSet
+from ddlib.core.config import Config
+from ddlib.methods.synthetic import MANIFEST_NAME, TENSORS_NAME, SyntheticSet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +169,7 @@ class _Counting:
         self.config, self.source, self.seed, self.fail_at, self.steps = config, source, seed, fail_at, 0
 
     def step(self, iteration):
-        from ddlib.distill_loop import NonFiniteLoss
+        from ddlib.methods.distill_loop import NonFiniteLoss
 
         if iteration == self.fail_at:
             raise NonFiniteLoss("loss is nan")
@@ -191,8 +191,8 @@ class _Counting:
 
 def test_run_distillation_stamps_provenance(tmp_path):
     import ddlib
-    from ddlib.distill_loop import run_distillation
-    from ddlib.provenance import expert_store_id, git_sha, source_hash
+    from ddlib.methods.distill_loop import run_distillation
+    from ddlib.core.provenance import expert_store_id, git_sha, source_hash
 
     config = _MethodConfig(iterations=3)
     store = _FakeStore(tmp_path / "experts")
@@ -212,7 +212,7 @@ def test_run_distillation_stamps_provenance(tmp_path):
 
 
 def test_provenance_records_the_iterations_actually_run():
-    from ddlib.distill_loop import run_distillation
+    from ddlib.methods.distill_loop import run_distillation
 
     result = run_distillation(_Counting(_MethodConfig(iterations=5), fail_at=2), progress=False)
     assert result.iterations_done == 2
@@ -220,7 +220,7 @@ def test_provenance_records_the_iterations_actually_run():
 
 
 def test_iterations_have_one_source_of_truth():
-    from ddlib.distill_loop import run_distillation
+    from ddlib.methods.distill_loop import run_distillation
 
     method = _Counting(_MethodConfig(iterations=3))
     with pytest.raises(ValueError, match="iterations=4 differs from the method config's iterations=3"):
@@ -237,7 +237,7 @@ def test_iterations_have_one_source_of_truth():
 
 
 def test_expert_store_id_follows_the_experts_used(tmp_path):
-    from ddlib.provenance import expert_store_id
+    from ddlib.core.provenance import expert_store_id
 
     store = _FakeStore(tmp_path)
     same = expert_store_id(_FakeStore(tmp_path))
@@ -245,7 +245,7 @@ def test_expert_store_id_follows_the_experts_used(tmp_path):
     retrained = _FakeStore(tmp_path, ({"seed": 1, "sha256": "aa"}, {"seed": 2, "sha256": "cc"}))
     assert expert_store_id(retrained)["manifest_sha256"] != same["manifest_sha256"]
 
-    class FirstOne(_FakeStore):  # like ddlib.experiments.FirstExperts: a view of the first expert
+    class FirstOne(_FakeStore):  # like ddlib.chapters.scales.FirstExperts: a view of the first expert
         experts = property(lambda self: self.manifest["experts"][:1])
         __len__ = lambda self: 1  # noqa: E731
 

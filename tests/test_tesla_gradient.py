@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from ddlib.data.augment import DSA
-from ddlib.functional import flatten_params
+from ddlib.core.functional import flatten_params
 from ddlib.models import build_model
-from ddlib.mtt import MTTConfig, TrajectoryMatching
-from ddlib.runtime import make_generator
-from ddlib.unroll import matching_gradients, matching_loss, unroll_student
+from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
+from ddlib.core.runtime import make_generator
+from ddlib.core.unroll import matching_gradients, matching_loss, unroll_student
 
 C, D_IN, LR, LABEL = 3, 4, 0.7, 1
 

@@ -6,13 +6,13 @@ import torch
 import torch.nn.functional as F
 
 import ddlib
-import ddlib.tgdd as tgdd_module
-from ddlib.distill_loop import run_distillation
-from ddlib.dm import dm_loss, sample_real_by_class
-from ddlib.functional import flatten_params
+import ddlib.methods.tgdd as tgdd_module
+from ddlib.methods.distill_loop import run_distillation
+from ddlib.methods.dm import dm_loss, sample_real_by_class
+from ddlib.core.functional import flatten_params
 from ddlib.models import build_model
-from ddlib.tgdd import TGDD, TGDDConfig, default_alpha, sample_snapshot_epochs, sdc_loss
-from ddlib.train import OptimizerConfig, make_optimizer, train_epoch
+from ddlib.methods.tgdd import TGDD, TGDDConfig, default_alpha, sample_snapshot_epochs, sdc_loss
+from ddlib.core.train import OptimizerConfig, make_optimizer, train_epoch
 from helpers import Interrupting, check_nan_loss_guard
 
 LOOP = dict(progress=False)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import ddlib
-from ddlib import tgdd_analysis as tga
-from ddlib.dm import DistributionMatching, DMConfig
+from ddlib.chapters import tgdd_analysis as tga
+from ddlib.methods.dm import DistributionMatching, DMConfig
 
 
 def test_correlation_matrix_by_hand():

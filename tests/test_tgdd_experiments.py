@@ -11,11 +11,11 @@ import torch
 from helpers import small_digits
 
 import ddlib
-from ddlib import tgdd_analysis as tga
-from ddlib import tgdd_experiments as tge
-from ddlib import tgdd_reporting as tgr
-from ddlib.recorder import Recorder
-from ddlib.results import read_records
+from ddlib.chapters import tgdd_analysis as tga
+from ddlib.chapters import tgdd_experiments as tge
+from ddlib.chapters import tgdd_reporting as tgr
+from ddlib.results.recorder import Recorder
+from ddlib.results.records import read_records
 
 
 def recorder(tmp_path) -> Recorder:

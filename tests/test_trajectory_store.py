@@ -1,4 +1,4 @@
-"""The on-disk expert buffer (ddlib.trajectory_store): contents, validation, fp16, crash + resume."""
+"""The on-disk expert buffer (ddlib.trajectories.trajectory_store): contents, validation, fp16, crash + resume."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddlib.experts import ExpertConfig, train_expert
-from ddlib.runtime import derive_seed
-from ddlib.trajectory_store import MANIFEST_NAME, TrajectoryStore, describe_loss_hook, generate_experts
+from ddlib.trajectories.experts import ExpertConfig, train_expert
+from ddlib.core.runtime import derive_seed
+from ddlib.trajectories.trajectory_store import MANIFEST_NAME, TrajectoryStore, describe_loss_hook, generate_experts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 SETTINGS = """
 import dataclasses
 import ddlib
-from ddlib.experts import ExpertConfig
+from ddlib.trajectories.experts import ExpertConfig
 _full = ddlib.load_dataset("digits")
 DATA = dataclasses.replace(
     _full, images_train=_full.images_train[:60], labels_train=_full.labels_train[:60],
@@ -124,7 +124,7 @@ def test_rerun_is_a_noop_and_can_extend(env, store_copy):
 
 
 def test_loss_hook_recorded():
-    from ddlib.train import cross_entropy_hook
+    from ddlib.core.train import cross_entropy_hook
 
     class Hook:
         def __call__(self, net, images, labels, *, epoch, raw_images):
@@ -262,7 +262,7 @@ CHILD = SETTINGS + """
 import sys, time
 import torch
 torch.set_num_threads(1)  # as the test process (tests/conftest.py): bit-identical arithmetic
-from ddlib.trajectory_store import generate_experts
+from ddlib.trajectories.trajectory_store import generate_experts
 generate_experts(sys.argv[1], DATA, CONFIG, 2, SEED, progress=False,
                  on_epoch=lambda k, state: time.sleep(0.3))
 """
@@ -297,7 +297,7 @@ def test_kill_9_and_resume_is_bit_identical(env, built, tmp_path, caplog):
     assert (root / "expert_000.pt").exists() and not (root / "expert_000.partial.pt").exists()
     assert len(json.loads((root / MANIFEST_NAME).read_text())["experts"]) == 1
 
-    with caplog.at_level(logging.INFO, logger="ddlib.trajectory_store"):
+    with caplog.at_level(logging.INFO, logger="ddlib.trajectories.trajectory_store"):
         store = generate_experts(root, env["DATA"], env["CONFIG"], 2, env["SEED"], progress=False)
     assert "expert 1: resuming from epoch" in caplog.text
     assert sorted(p.name for p in root.iterdir()) == [".lock", "expert_000.pt", "expert_001.pt", MANIFEST_NAME]

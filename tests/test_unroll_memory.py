@@ -4,15 +4,15 @@ import weakref
 import pytest
 import torch
 
-import ddlib.mtt as mtt_module
+import ddlib.methods.mtt as mtt_module
 from ddlib.data.augment import DSA, DSAConfig
 from ddlib.data.dataset import ImageDataset
-from ddlib.distill_loop import run_distillation
-from ddlib.functional import flatten_params
+from ddlib.methods.distill_loop import run_distillation
+from ddlib.core.functional import flatten_params
 from ddlib.models import build_model
-from ddlib.mtt import MTTConfig, TrajectoryMatching
-from ddlib.runtime import make_generator
-from ddlib.unroll import matching_gradients, matching_loss, unroll_student
+from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
+from ddlib.core.runtime import make_generator
+from ddlib.core.unroll import matching_gradients, matching_loss, unroll_student
 
 NUM_CLASSES, IPC, SIDE = 3, 2, 8
 

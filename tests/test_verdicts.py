@@ -1,4 +1,4 @@
-"""Tests of ddlib.verdicts: effects, intervals and the three verdicts of each kind of claim.
+"""Tests of ddlib.results.verdicts: effects, intervals and the three verdicts of each kind of claim.
 
 Reference numbers are computed by hand in the comments; the t quantiles come from a printed
 t table (two-sided 95 %: df 2 -> 4.302653, df 3 -> 3.182446, df 5 -> 2.570582, df 6 -> 2.446912).
@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddlib.results import paired_samples
-from ddlib.verdicts import VERDICTS, Verdict, decide, paired_verdict, required_n, threshold_verdict, trend_verdict
+from ddlib.results.records import paired_samples
+from ddlib.results.verdicts import VERDICTS, Verdict, decide, paired_verdict, required_n, threshold_verdict, trend_verdict
 
 HOLDS, NOT, INCONCLUSIVE = VERDICTS
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ddlib.data.zca import ZCA
-from ddlib.runtime import make_generator
+from ddlib.core.runtime import make_generator
 
 
 def correlated(n: int = 400, shape=(1, 2, 2), seed: int = 0, dtype=torch.float64) -> torch.Tensor:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from .dataset import ImageDataset
-from .embedded import load_digits, load_mnist5k
+from ddlib.data.dataset import ImageDataset
+from ddlib.data.embedded import load_digits, load_mnist5k
 
 __all__ = ["ImageDataset", "load_dataset", "DATASET_NAMES", "canonical_name"]
 
@@ -68,7 +68,7 @@ def load_dataset(name: str, data_root: str | os.PathLike | None = None, download
             f"data set {name!r} is read from files: pass data_root=<folder holding it> "
             f"(the embedded sets {list(EMBEDDED)} need none)"
         )
-    from . import real
+    from ddlib.data import real
 
     loader: Callable[..., ImageDataset] = real.LOADERS[key]
     return loader(os.fspath(data_root), download=download)

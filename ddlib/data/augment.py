@@ -32,7 +32,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..config import Config
+from ddlib.core.config import Config
 
 __all__ = ["DSAConfig", "DSAParams", "DSA", "GROUPS"]
 
@@ -80,15 +80,25 @@ def parse_strategy(strategy: str) -> tuple[str, ...]:
 class DSAConfig(Config):
     """Hyper-parameters of DSA; defaults are those of ``ParamDiffAug`` in DC/DSA/DM/MTT."""
 
+    #: Operation groups joined by ``_`` (``ParamDiffAug`` in DC/DSA/DM/MTT: all six groups).
     strategy: str = "color_crop_cutout_flip_scale_rotate"
-    one_group_per_call: bool = True  # MTT/DM aug_mode 'S': one random group per call
+    #: Apply one randomly chosen group per call (MTT/DM ``aug_mode`` 'S'); ``False``: every group, in order ('M').
+    one_group_per_call: bool = True
+    #: Probability of a horizontal flip (``ParamDiffAug``: 0.5).
     flip_prob: float = 0.5
+    #: Scale factors are drawn in ``[1/scale_ratio, scale_ratio]`` per axis (``ParamDiffAug``: 1.2).
     scale_ratio: float = 1.2
+    #: Rotation angle drawn in ``[-rotate_degrees, rotate_degrees]`` degrees (``ParamDiffAug``: 15).
     rotate_degrees: float = 15.0
-    crop_ratio: float = 0.125  # max translation as a fraction of the side
-    cutout_ratio: float = 0.5  # cutout side as a fraction of the image side
+    #: Maximum translation of the crop as a fraction of the side (``ParamDiffAug``: 0.125).
+    crop_ratio: float = 0.125
+    #: Cutout side as a fraction of the image side (``ParamDiffAug``: 0.5).
+    cutout_ratio: float = 0.5
+    #: Brightness jitter: ``x + (r - 0.5) * brightness`` (``ParamDiffAug``: 1.0).
     brightness: float = 1.0
+    #: Saturation jitter: deviations from the channel mean scaled by ``r * saturation`` (``ParamDiffAug``: 2.0).
     saturation: float = 2.0
+    #: Contrast jitter: deviations from the image mean scaled by ``r + contrast`` (``ParamDiffAug``: 0.5).
     contrast: float = 0.5
 
     def validate(self) -> None:
@@ -370,7 +380,10 @@ class DSA:
         cols = torch.arange(w, device=x.device).view(1, w) + shift[:, 1:] + pad  # (N, W)
         batch = torch.arange(n, device=x.device).view(n, 1, 1)
         out = xp.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
-        return out.permute(0, 3, 1, 2).contiguous()  # NCHW strides: a channels-last batch slows the ConvNet
+        # Standard NCHW strides: a channels-last batch runs the ConvNet's slower channels-last kernels. For
+        # one channel `.contiguous()` is a no-op (the permuted view already counts as contiguous, with
+        # channels-last strides), so copy into the standard layout explicitly.
+        return out.permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format)
 
     def _apply_cutout(self, x: torch.Tensor, p: DSAParams) -> torch.Tensor:
         _, _, h, w = x.shape

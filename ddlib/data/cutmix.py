@@ -6,7 +6,7 @@ centre, each half-side ``side // 2`` and clipped at the border (the reference Cu
 ``rand_bbox``); the box of every image is replaced by its partner's. The label weight is
 recomputed from the ACTUAL box area, ``lam = 1 - box_area / (H * W)``, and the loss is
 ``lam * CE(out, labels) + (1 - lam) * CE(out, labels[index])``
-(:func:`ddlib.train.train_epoch` with ``mix=``).
+(:func:`ddlib.core.train.train_epoch` with ``mix=``).
 
 TGDD (IDC code, ``train_epoch``): ``p = 0.5``, ``beta = 1`` (so ``lam ~ U(0, 1)``), applied
 after the per-sample DiffAug. :func:`training_augmentation` builds that pair, or MTT's DSA.
@@ -22,9 +22,9 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 
-from ..config import Config
-from .augment import DSA, DSAConfig
-from .diffaug import DiffAug, DiffAugConfig
+from ddlib.core.config import Config
+from ddlib.data.augment import DSA, DSAConfig
+from ddlib.data.diffaug import DiffAug, DiffAugConfig
 
 __all__ = ["CutMixConfig", "CutMixParams", "CutMix", "MixedBatch", "training_augmentation", "TRAINING_AUGMENTATIONS"]
 
@@ -39,8 +39,10 @@ TRAINING_AUGMENTATIONS = ("dsa", "tgdd")
 class CutMixConfig(Config):
     """CutMix settings (TGDD/IDC code: ``mix_p = 0.5``, ``beta = 1.0``)."""
 
-    p: float = 0.5  # IDC/TGDD --mix_p
-    beta: float = 1.0  # IDC/TGDD --beta: lam ~ Beta(1, 1) = U(0, 1)
+    #: Probability that a batch is mixed (the IDC/TGDD code, ``--mix_p``: 0.5).
+    p: float = 0.5
+    #: Parameter of the mixing ratio ``lam ~ Beta(beta, beta)`` (the IDC/TGDD code, ``--beta``: 1, i.e. ``U(0, 1)``).
+    beta: float = 1.0
 
     def validate(self) -> None:
         if not 0.0 <= self.p <= 1.0:
@@ -153,7 +155,7 @@ def training_augmentation(kind: Literal["dsa", "tgdd"]) -> tuple[Callable | None
     Returns
     -------
     (callable, CutMix or None)
-        ``augment(batch, generator)`` and the ``mix`` of :func:`ddlib.train.train_epoch`.
+        ``augment(batch, generator)`` and the ``mix`` of :func:`ddlib.core.train.train_epoch`.
     """
     if kind == "dsa":
         return DSA(DSAConfig()), None

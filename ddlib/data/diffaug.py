@@ -27,8 +27,8 @@ import dataclasses
 
 import torch
 
-from ..config import Config
-from .augment import DSA, DSAConfig, DSAParams, parse_strategy
+from ddlib.core.config import Config
+from ddlib.data.augment import DSA, DSAConfig, DSAParams, parse_strategy
 
 __all__ = ["DiffAugConfig", "DiffAug"]
 
@@ -54,8 +54,11 @@ class DiffAugConfig(Config):
         draw per image (``False``).
     """
 
-    strategy: str = "color_crop_cutout"  # TGDD common.py: args.aug_type for matching
-    batch: bool = True  # TGDD common.py: DiffAug(strategy=aug_type, batch=True) for matching
+    #: Operation groups joined by ``_`` (TGDD's ``common.py``: ``args.aug_type`` for matching, ``"color_crop_cutout"``).
+    strategy: str = "color_crop_cutout"
+    #: One parameter draw per call shared by the batch (TGDD's ``common.py``: ``DiffAug(strategy=aug_type, batch=True)``
+    #: for matching); ``False``: one draw per image.
+    batch: bool = True
 
     def validate(self) -> None:
         parse_strategy(self.strategy)  # ValueError naming an unknown or repeated op

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .dataset import ImageDataset, from_uint8
+from ddlib.data.dataset import ImageDataset, from_uint8
 
 __all__ = ["load_mnist5k", "load_digits", "stratified_split"]
 

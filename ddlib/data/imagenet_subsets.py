@@ -47,7 +47,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .dataset import ImageDataset, from_uint8
+from ddlib.data.dataset import ImageDataset, from_uint8
 
 __all__ = [
     "ImageNetSubset", "IMAGENET_SUBSETS", "IMAGE_EXTENSIONS", "SUBSET_LOADERS",

@@ -36,9 +36,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from .dataset import ImageDataset, from_uint8
-from .embedded import DIGIT_NAMES
-from .imagenet_subsets import SUBSET_LOADERS, list_images, read_images
+from ddlib.data.dataset import ImageDataset, from_uint8
+from ddlib.data.embedded import DIGIT_NAMES
+from ddlib.data.imagenet_subsets import SUBSET_LOADERS, list_images, read_images
 
 __all__ = [
     "LOADERS", "read_idx", "load_mnist", "load_fashionmnist", "load_cifar10",

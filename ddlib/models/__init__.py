@@ -27,12 +27,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ._common import ACTS, NORMS, POOLS, DDModel, _pair, check_choice
-from .alexnet import AlexNet
-from .convnet import ConvNet, default_depth
-from .densenet import DENSENET_BLOCKS, DenseNet
-from .resnet import RESNET_BLOCKS, ResNet
-from .vgg import VGG
+from ddlib.models._common import ACTS, NORMS, POOLS, DDModel, _pair, check_choice
+from ddlib.models.alexnet import AlexNet
+from ddlib.models.convnet import ConvNet, default_depth
+from ddlib.models.densenet import DENSENET_BLOCKS, DenseNet
+from ddlib.models.resnet import RESNET_BLOCKS, ResNet
+from ddlib.models.vgg import VGG
 
 __all__ = [
     "build_model", "MODEL_NAMES", "count_parameters", "NORMS", "ACTS", "POOLS", "default_depth",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import (ACTS, NORMS, POOLS, AvgPool2x2, DDModel, _pair, check_choice, make_act, make_norm,
+from ddlib.models._common import (ACTS, NORMS, POOLS, AvgPool2x2, DDModel, _pair, check_choice, make_act, make_norm,
                       min_input_size)
 
 __all__ = ["ConvNet", "default_depth"]

@@ -19,7 +19,7 @@ import types
 import torch
 from torch import nn
 
-from ._common import ACTS, NORMS, DDModel, _pair, check_choice, make_act, make_norm, min_input_size
+from ddlib.models._common import ACTS, NORMS, DDModel, _pair, check_choice, make_act, make_norm, min_input_size
 
 __all__ = ["DenseNet", "DENSENET_BLOCKS"]
 

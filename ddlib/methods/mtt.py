@@ -1,0 +1,420 @@
+"""MTT (matching training trajectories) with AST's components as independent switches.
+
+One outer iteration: draw an expert ``k`` and a start epoch ``t``; start the student at
+the expert's epoch-``t`` parameters (optionally perturbed, AST Eq. 5); unroll
+``syn_steps`` SGD steps on mini-batches of the synthetic set (optionally with AST's
+balanced inner loss, Eq. 2); match the expert's epoch ``t + expert_epochs`` with the
+normalised distance (plus AST's intermediate matching terms, Eq. 4); update the images
+and the learnable ``syn_lr`` with SGD momentum 0.5. MCT reuses this distiller unchanged
+with a convexified trajectory and ``sampling="continuous"``.
+
+The gradient through the unroll is computed by exact recomputation by default
+(``MTTConfig.memory="recompute"``: one inner step's graph in memory at a time, memory flat
+in ``syn_steps``); ``memory="graph"`` keeps every step's graph as the MTT code does.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from typing import Any, Literal, Protocol, Sequence
+
+import torch
+from torch import nn
+
+from ddlib.methods import ast_components as ast
+from ddlib.core.config import Config
+from ddlib.data.augment import DSA
+from ddlib.data.dataset import ImageDataset
+from ddlib.data.zca import ZCA
+from ddlib.methods.distill_loop import GUARD_FACTOR, NonFiniteLoss, check_update, guard_bound
+from ddlib.core.functional import ParamLayout, load_flat_params
+from ddlib.core.runtime import derive_seed, make_generator, resolve_device
+from ddlib.methods.synthetic import SyntheticSet
+from ddlib.core.unroll import matching_gradients, matching_loss, unroll_student
+
+__all__ = ["MTTConfig", "TrajectoryMatching", "MTT_TABLE", "expert_params"]
+
+# MTT's published hyper-parameters (its appendix and readme): (syn_steps, expert_epochs, max_start_epoch,
+# lr_img, lr_lr, lr_teacher, batch_syn, zca) per (dataset, ipc).
+MTT_TABLE = {
+    ("cifar10", 1): (50, 2, 2, 100.0, 1e-7, 0.01, None, True),
+    ("cifar10", 10): (30, 2, 20, 100.0, 1e-5, 0.001, None, True),
+    ("cifar10", 50): (30, 2, 40, 1000.0, 1e-5, 0.001, None, False),
+    ("cifar100", 1): (20, 3, 20, 1000.0, 1e-5, 0.01, None, True),
+    ("cifar100", 10): (20, 2, 20, 1000.0, 1e-5, 0.01, None, False),
+    ("cifar100", 50): (80, 2, 40, 1000.0, 1e-5, 0.01, 125, True),
+    ("tinyimagenet", 1): (10, 2, 10, 1e4, 1e-4, 0.01, None, False),
+    ("tinyimagenet", 10): (20, 2, 40, 1e4, 1e-4, 0.01, 200, False),
+    ("tinyimagenet", 50): (20, 2, 40, 1e4, 1e-4, 0.01, 300, False),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class MTTConfig(Config):
+    """Trajectory-matching settings; defaults are MTT's CIFAR-10 IPC 10 row (MTT's published table).
+
+    AST switches (each independent, all off = plain MTT): ``balanced_inner_loss`` (Eq. 2),
+    ``intermediate_matching`` (Eq. 4), ``perturbation`` (Eq. 5: ``"paper"`` or the authors'
+    ``"code"`` formula, see :func:`ddlib.methods.ast_perturbation.perturb_weights`; ``"none"`` = off),
+    ``init="representative"``, ``inner_momentum`` (the AST code's heavy-ball student);
+    :meth:`with_ast` turns them on as the code or as the paper has them. MCT:
+    ``sampling="continuous"``, and its code's ``gradient="tesla"`` (``"exact"``, the default,
+    is the papers' unrolled gradient).
+
+    ``memory="recompute"`` (the default) differentiates through the ``syn_steps`` inner
+    steps by exact recomputation: one step's autograd graph at a time (see
+    :func:`ddlib.core.unroll.matching_gradients`), so memory stays flat in ``syn_steps``, at the
+    price of one extra first-order pass per step (about 20 % more time on the CPU).
+    ``memory="graph"`` keeps the graph of every step, as the MTT code does (memory linear
+    in ``syn_steps``, about 0.33 GB per step for ConvNet-128 at IPC 10 on CIFAR-10). Both
+    give the same image and ``syn_lr`` gradients up to floating-point rounding.
+    """
+
+    #: Synthetic images per class (MTT's CIFAR-10 IPC 10 row).
+    ipc: int = 10
+    #: Distillation (outer) iterations (MTT: 5000).
+    iterations: int = 5000
+    #: Student SGD steps ``N`` per iteration (MTT's CIFAR-10 IPC 10 row: 30).
+    syn_steps: int = 30
+    #: Expert epochs ``M`` from the start snapshot to the target one (MTT's CIFAR-10 IPC 10 row: 2).
+    expert_epochs: int = 2
+    #: Start epochs are drawn from ``[0, max_start_epoch)`` (MTT's CIFAR-10 IPC 10 row: 20).
+    max_start_epoch: int = 20
+    #: Learning rate of the images, SGD momentum 0.5 (MTT's CIFAR-10 IPC 10 row: 100).
+    lr_img: float = 100.0
+    #: Learning rate of the learnable step size ``syn_lr``, SGD momentum 0.5 (MTT's CIFAR-10 IPC 10 row: 1e-5).
+    lr_lr: float = 1e-5
+    #: Initial ``syn_lr``, the student's step size (MTT's CIFAR-10 IPC 10 row: 0.001).
+    lr_teacher: float = 0.001
+    #: Synthetic images per inner step; ``None``: the whole synthetic set (MTT's CIFAR-10 IPC 10 row: all).
+    batch_syn: int | None = None
+    #: DSA augmentation of the student's batches (MTT: on).
+    dsa: bool = True
+    #: Distil in ZCA-whitened space (as the experts were trained); off by default, although MTT's CIFAR-10
+    #: IPC 10 row whitens (``for_dataset`` sets it per row).
+    zca: bool = False
+    #: Initial images: random real images of the class (default), standard normal noise, or AST's representative init.
+    init: Literal["real", "noise", "representative"] = "real"
+    #: Clusters of representative init when not ``ipc``; ``None``: ``ipc`` clusters, one image each
+    #: (AST's IPC 50 variant: 10 clusters x 5 nearest).
+    representative_clusters: int | None = None
+    #: Features of representative init: ``"embed"`` (the paper's penultimate features) or ``"logits"`` (AST code).
+    representative_features: Literal["embed", "logits"] = "embed"
+    #: Start-epoch sampling: ``"integer"`` epochs (MTT) or ``"continuous"`` real-valued ones (MCT).
+    sampling: Literal["integer", "continuous"] = "integer"
+    #: AST's balanced inner-loop loss (Eq. 2); off: plain MTT.
+    balanced_inner_loss: bool = False
+    #: ``theta`` of the balanced inner-loop loss (the AST paper, Eq. 2: 8).
+    balance_theta: float = 8.0
+    #: Log base of the balanced inner-loop loss; ``None``: natural log (the AST paper); 5: the AST code.
+    balance_log_base: float | None = None
+    #: AST's intermediate matching (Eq. 4); off: plain MTT.
+    intermediate_matching: bool = False
+    #: Weights of the intermediate terms: ``"equal"`` (beta 1, the AST paper's better choice, Fig. 5) or
+    #: ``"adaptive"`` (``i / M``).
+    intermediate_beta: Literal["equal", "adaptive"] = "equal"
+    #: AST's weight perturbation: Eq. 5 (``"paper"``), the formula of ``distill.py`` (``"code"``), or ``"none"`` (MTT).
+    perturbation: Literal["none", "paper", "code"] = "none"
+    #: Perturbation strength; ``None``: 0.1 for ``"paper"`` (the AST paper, Sec. 4.1), 1.0 for ``"code"``
+    #: (the AST code, ``distill.py``).
+    perturbation_alpha: float | None = None
+    #: Heavy-ball momentum of the student; 0: plain SGD (MTT, the AST paper); the AST code: 0.9.
+    inner_momentum: float = 0.0
+    #: ``"recompute"`` (ddlib's choice): one inner step's graph at a time, memory flat in ``syn_steps``;
+    #: ``"graph"``: the MTT code's full graph, memory growing per step.
+    memory: Literal["graph", "recompute"] = "recompute"
+    #: ``"exact"``: differentiate through every inner step (MTT, the papers); ``"tesla"``: per-step gradients at
+    #: detached student weights scaled by ``syn_lr.item()`` (TESLA; MCT's code), dropping the cross-step terms.
+    gradient: Literal["exact", "tesla"] = "exact"
+    #: Lower clamp of the learned ``syn_lr`` (ddlib's choice, a deviation logged per iteration): MTT's code has
+    #: no bound, and a step size driven to ``<= 0`` makes the student stand still or ascend.
+    min_syn_lr: float = 1e-6
+
+    def validate(self) -> None:
+        for name in ("ipc", "syn_steps", "expert_epochs", "max_start_epoch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: expected >= 1")
+        if self.min_syn_lr <= 0:
+            raise ValueError(f"min_syn_lr={self.min_syn_lr}: expected > 0")
+        if self.iterations < 0:
+            raise ValueError(f"iterations={self.iterations}: expected >= 0")
+        for name in ("lr_img", "lr_lr", "lr_teacher"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)}: expected > 0")
+        if self.batch_syn is not None and self.batch_syn < 1:
+            raise ValueError(f"batch_syn={self.batch_syn}: expected >= 1 or None")
+        if not 0.0 <= self.inner_momentum < 1.0:
+            raise ValueError(f"inner_momentum={self.inner_momentum}: expected 0 <= inner_momentum < 1")
+        if self.perturbation_alpha is not None:
+            if self.perturbation == "none":
+                raise ValueError(f"perturbation_alpha={self.perturbation_alpha} is set but perturbation='none'; "
+                                 "expected perturbation='paper' or 'code' (or perturbation_alpha=None)")
+            if self.perturbation_alpha <= 0:
+                raise ValueError(f"perturbation_alpha={self.perturbation_alpha}: expected > 0 (or None for the "
+                                 "variant's default)")
+        if self.representative_clusters is not None and self.ipc % self.representative_clusters:
+            raise ValueError(f"ipc={self.ipc} is not a multiple of representative_clusters="
+                             f"{self.representative_clusters}")
+
+    @classmethod
+    def for_dataset(cls, dataset: str, ipc: int, **overrides: Any) -> "MTTConfig":
+        """MTT's published settings for ``dataset`` at ``ipc`` (its appendix and readme), then ``overrides``."""
+        from ddlib.data import canonical_name
+
+        key = (canonical_name(dataset), ipc)
+        if key not in MTT_TABLE:
+            raise ValueError(f"no MTT settings for {key}; known: {sorted(MTT_TABLE)}. Pass the values explicitly.")
+        steps, epochs, max_start, lr_img, lr_lr, lr_teacher, batch_syn, zca = MTT_TABLE[key]
+        base = cls(ipc=ipc, syn_steps=steps, expert_epochs=epochs, max_start_epoch=max_start, lr_img=lr_img,
+                   lr_lr=lr_lr, lr_teacher=lr_teacher, batch_syn=batch_syn, zca=zca)
+        return base.replace(**overrides)
+
+    def with_ast(self, variant: Literal["code", "paper"] = "code", **overrides: Any) -> "MTTConfig":
+        """AST's full distiller on top of this config, as the authors' code or as the paper has it.
+
+        Both turn on representative initialisation, the balanced inner-loop loss (Eq. 2),
+        intermediate matching (Eq. 4) and the weight perturbation (Eq. 5). They differ where
+        the code and the paper disagree (AST's paper and its public code):
+
+        * ``"code"`` (the default; the book's main rows): the code's perturbation formula
+          (conv weights only, whole-tensor norm, alpha 1), ``log`` base 5 in the balanced
+          loss, a heavy-ball student with momentum 0.9, and the expert's logits as the
+          features of representative initialisation;
+        * ``"paper"``: Eq. 5's filter-wise perturbation with alpha 0.1, the natural log, a
+          plain SGD student, and the penultimate features.
+
+        (The code's ``int(ipc / 10)`` images per cluster, i.e. none at IPC 1, is not copied.)
+
+        ``overrides`` are applied last.
+        """
+        common = dict(init="representative", balanced_inner_loss=True, intermediate_matching=True)
+        variants = {"code": dict(perturbation="code", balance_log_base=5.0, inner_momentum=0.9,
+                                 representative_features="logits"),
+                    "paper": dict(perturbation="paper", balance_log_base=None, inner_momentum=0.0,
+                                  representative_features="embed")}
+        if variant not in variants:
+            raise ValueError(f"variant={variant!r}: expected 'code' (the authors' code) or 'paper'")
+        return self.replace(**{**common, **variants[variant], **overrides})
+
+
+class Trajectory(Protocol):
+    """What the distiller needs of one expert trajectory."""
+
+    num_epochs: int
+
+    def snapshot(self, epoch: int) -> torch.Tensor: ...
+
+
+def expert_params(trajectory: Any, epoch: float) -> torch.Tensor:
+    """Parameters ``(P,)`` of ``trajectory`` at ``epoch``: ``at(epoch)`` when the trajectory is
+    continuous (MCT), else the stored integer snapshot."""
+    if hasattr(trajectory, "at"):
+        return trajectory.at(epoch)
+    if float(epoch) != int(epoch):
+        raise ValueError(f"epoch={epoch}: this trajectory stores integer epochs only (use sampling='integer')")
+    return trajectory.snapshot(int(epoch))
+
+
+class TrajectoryMatching:
+    """The MTT/AST/MCT distiller (implements the ``Distiller`` protocol of ``distill_loop``).
+
+    Parameters
+    ----------
+    data : ImageDataset
+        The real data set (normalised).
+    source : sequence-like of trajectories
+        ``len(source)`` experts, ``source.trajectory(k)`` loads one (lazily).
+    net : nn.Module
+        The student architecture (the experts' architecture); used functionally.
+    config : MTTConfig
+    seed : int
+    zca : ZCA, optional
+        The fitted ZCA when ``config.zca`` (images then live in whitened space).
+    device : str or torch.device
+    """
+
+    def __init__(self, data: ImageDataset, source: Any, net: nn.Module, config: MTTConfig, seed: int, *,
+                 zca: ZCA | None = None, device: str | torch.device = "cpu") -> None:
+        self.config, self.seed, self.device = config, seed, resolve_device(device)
+        self.data, self.source, self.zca = data, source, zca
+        expert_zca = getattr(getattr(source, "config", None), "zca", None)  # a TrajectoryStore's ExpertConfig
+        if expert_zca is not None and bool(expert_zca) != config.zca:
+            raise ValueError(
+                f"the experts were trained with zca={bool(expert_zca)} (trajectory store config.zca) but "
+                f"MTTConfig.zca={config.zca}: the student would see images in another space than its experts. "
+                f"Pass MTTConfig(zca={bool(expert_zca)}) or experts trained with ExpertConfig(zca={config.zca})"
+            )
+        if config.zca and zca is None:
+            raise ValueError("config.zca=True needs the fitted ZCA (ddlib.ZCA.fit(data.images_train))")
+        if len(source) < 1:
+            raise ValueError("the trajectory source holds no experts")
+        self.net = net.to(self.device)
+        self.layout = ParamLayout.of(self.net)
+        self._current: tuple[int, Any] | None = None
+        first = self._trajectory(0)
+        if config.max_start_epoch + config.expert_epochs > first.num_epochs:
+            raise ValueError(
+                f"max_start_epoch={config.max_start_epoch} + expert_epochs={config.expert_epochs} exceeds the "
+                f"experts' {first.num_epochs} epochs"
+            )
+        if config.sampling == "continuous" and not hasattr(first, "at"):
+            raise ValueError("sampling='continuous' needs trajectories with at(epoch) (e.g. a convexified "
+                             "trajectory); these store integer epochs only (use sampling='integer')")
+        expert_numel = int(expert_params(first, 0).numel())
+        if self.layout.numel != expert_numel:  # say which network to pass, not only that shapes differ
+            raise ValueError(f"the student network has {self.layout.numel} parameters but the experts have "
+                             f"{expert_numel}: the student must be the experts' network (same arch, width, depth, "
+                             "norm): pass ddlib.build_expert_model(data, store.config)")
+        self.layout.check(expert_params(first, 0))
+        self.generator = make_generator(derive_seed(seed, "distill"))
+        self.augment = DSA() if config.dsa else None
+        images, labels = self._initial_images()
+        self.images = images.to(self.device).requires_grad_(True)
+        self.labels = labels.to(self.device)
+        self.syn_lr = torch.tensor(config.lr_teacher, device=self.device).requires_grad_(True)
+        self.opt_img = torch.optim.SGD([self.images], lr=config.lr_img, momentum=0.5)
+        self.opt_lr = torch.optim.SGD([self.syn_lr], lr=config.lr_lr, momentum=0.5)
+        # The update guard (distill_loop.check_update): images within GUARD_FACTOR x the real data's range,
+        # syn_lr within GUARD_FACTOR x its initial value, floored at MTT's usual 0.01 (a tiny start may grow).
+        self.image_bound, self.lr_bound = guard_bound(data), GUARD_FACTOR * max(config.lr_teacher, 0.01)
+
+    # -- initialisation --------------------------------------------------------------------
+    def _real_images(self) -> torch.Tensor:
+        images = self.data.images_train
+        return self.zca.transform(images) if self.zca is not None else images
+
+    def _initial_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, data = self.config, self.data
+        labels = torch.arange(data.num_classes).repeat_interleave(cfg.ipc)
+        if cfg.init == "noise":
+            shape = (len(labels), data.channel, *data.im_size)
+            return torch.randn(shape, generator=self.generator), labels
+        real = self._real_images()
+        picks = []
+        for c in range(data.num_classes):
+            index = data.class_indices[c]
+            if cfg.init == "representative":
+                chosen = self._representative(real[index], c)
+            else:
+                if cfg.ipc > len(index):
+                    raise ValueError(f"ipc={cfg.ipc} exceeds the {len(index)} images of class {c}")
+                chosen = torch.randperm(len(index), generator=self.generator)[: cfg.ipc]
+            picks.append(index[chosen])
+        return real[torch.cat(picks)].detach().clone(), labels
+
+    def _representative(self, class_images: torch.Tensor, c: int) -> torch.Tensor:
+        """AST's representative initialisation with the last expert's final snapshot as encoder."""
+        trained = self._trajectory(0)
+        encoder = self.net
+        load_flat_params(encoder, expert_params(trained, trained.num_epochs).to(self.device))
+        features = ast.class_features(encoder, class_images.to(self.device),
+                                      use_logits=self.config.representative_features == "logits").cpu()
+        return ast.representative_init(features, self.config.ipc, derive_seed(self.seed, "representative", c),
+                                       clusters=self.config.representative_clusters)
+
+    # -- one outer iteration -------------------------------------------------------------------
+    def _trajectory(self, k: int) -> Any:
+        if self._current is None or self._current[0] != k:
+            self._current = (k, self.source.trajectory(k))
+        return self._current[1]
+
+    def _sample_start(self) -> tuple[int, float]:
+        cfg, g = self.config, self.generator
+        k = int(torch.randint(len(self.source), (1,), generator=g))
+        if cfg.sampling == "continuous":
+            start = float(torch.rand((), generator=g, dtype=torch.float64)) * cfg.max_start_epoch
+        else:
+            start = int(torch.randint(cfg.max_start_epoch, (1,), generator=g))
+        return k, start
+
+    def step(self, iteration: int) -> dict[str, Any]:
+        cfg = self.config
+        k, start = self._sample_start()
+        trajectory = self._trajectory(k)
+        last = trajectory.num_epochs
+        target_epoch = min(start + cfg.expert_epochs, last)
+        theta_start = expert_params(trajectory, start).to(self.device)
+        theta_target = expert_params(trajectory, target_epoch).to(self.device)
+        if cfg.perturbation != "none":
+            # Algorithm 1 and the code: the perturbed start replaces theta_t everywhere after this,
+            # as the student's start AND in every matching denominator ||theta*_t - theta_{t+i}||^2.
+            theta_start = ast.perturb_weights(theta_start, self.layout, cfg.perturbation_alpha,
+                                              variant=cfg.perturbation, generator=self.generator)
+        weight = 1.0
+        if cfg.balanced_inner_loss:
+            weight = ast.balanced_loss_weight(start, cfg.max_start_epoch, cfg.balance_theta, cfg.balance_log_base)
+        points = ast.intermediate_points(cfg.syn_steps, cfg.expert_epochs) if cfg.intermediate_matching else []
+
+        def outer(final: torch.Tensor, kept: dict[int, torch.Tensor]) -> torch.Tensor:
+            loss = matching_loss(final, theta_start, theta_target)
+            if points:
+                betas = ast.intermediate_weights(cfg.expert_epochs, cfg.intermediate_beta)
+                for i, (point, beta) in enumerate(zip(points, betas), 1):
+                    middle = expert_params(trajectory, min(start + i, last)).to(self.device)
+                    loss = loss + beta * matching_loss(kept[point], theta_start, middle)
+            return loss
+
+        unroll_args = dict(syn_steps=cfg.syn_steps, generator=self.generator, batch_syn=cfg.batch_syn,
+                           augment=self.augment, loss_weight=weight, momentum=cfg.inner_momentum,
+                           keep_steps=points, gradient=cfg.gradient)
+        if cfg.memory == "recompute":
+            grads = matching_gradients(self.net, theta_start, self.images, self.labels, self.syn_lr,
+                                       outer=outer, **unroll_args)
+            loss_value, inner_losses = grads.loss, grads.inner_losses
+            if not math.isfinite(loss_value):
+                raise NonFiniteLoss(f"matching loss is {loss_value} (expert {k}, start epoch {start})")
+            self.opt_img.zero_grad(set_to_none=True)
+            self.opt_lr.zero_grad(set_to_none=True)
+            self.images.grad, self.syn_lr.grad = grads.images, grads.syn_lr
+        else:
+            result = unroll_student(self.net, theta_start, self.images, self.labels, self.syn_lr, **unroll_args)
+            loss = outer(result.final, result.kept)
+            loss_value, inner_losses = float(loss.detach()), result.inner_losses
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"matching loss is {loss_value} (expert {k}, start epoch {start})")
+            self.opt_img.zero_grad(set_to_none=True)
+            self.opt_lr.zero_grad(set_to_none=True)
+            loss.backward()
+        grads_finite = torch.isfinite(self.images.grad).all() and torch.isfinite(self.syn_lr.grad)
+        if not grads_finite:
+            raise NonFiniteLoss(f"gradient of the matching loss is not finite (expert {k}, start epoch {start})")
+        self.opt_img.step()
+        self.opt_lr.step()
+        clamped = bool(self.syn_lr.detach() < cfg.min_syn_lr)
+        if clamped:
+            with torch.no_grad():
+                self.syn_lr.clamp_(min=cfg.min_syn_lr)
+        check_update(f"MTT images (iteration {iteration})", self.images, self.image_bound)
+        check_update(f"MTT syn_lr (iteration {iteration})", self.syn_lr, self.lr_bound)
+        return {"loss": loss_value, "syn_lr": float(self.syn_lr.detach()), "syn_lr_clamped": clamped, "expert": k,
+                "start_epoch": float(start), "inner_loss": float(sum(inner_losses) / len(inner_losses)),
+                "inner_weight": weight}
+
+    # -- Distiller protocol ----------------------------------------------------------------------
+    def synthetic_set(self) -> SyntheticSet:
+        as_ast = any(self.config.with_ast(v).to_dict() == self.config.to_dict() for v in ("code", "paper"))
+        method = "AST" if as_ast else "MTT"
+        return SyntheticSet(images_syn=self.images.detach().cpu().clone(), labels_syn=self.labels.cpu().clone(),
+                            syn_lr=float(self.syn_lr.detach()), config={"method": method, **self.config.to_dict()},
+                            provenance={"seed": self.seed}, dataset=self.data.name, ipc=self.config.ipc,
+                            zca=self.zca is not None)
+
+    def state_dict(self) -> dict[str, Any]:
+        # Deep copies: optimizer state dicts alias the live momentum buffers, and a state
+        # loaded into another distiller must not share them (its steps would move ours).
+        return {"images": self.images.detach().cpu().clone(), "syn_lr": self.syn_lr.detach().cpu().clone(),
+                "opt_img": copy.deepcopy(self.opt_img.state_dict()), "opt_lr": copy.deepcopy(self.opt_lr.state_dict()),
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.images.copy_(state["images"].to(self.device))
+            self.syn_lr.copy_(state["syn_lr"].to(self.device))
+        self.opt_img.load_state_dict(state["opt_img"])
+        self.opt_lr.load_state_dict(state["opt_lr"])
+        self.generator.set_state(state["generator"])
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"method": "trajectory_matching", "config": self.config.to_dict(), "seed": self.seed,
+                "dataset": self.data.name, "num_params": self.layout.numel, "experts": len(self.source)}
