@@ -17,7 +17,7 @@ REQ_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16
 STAMP := $(VENV)/.ddlib-install-$(REQ_HASH)
 VPY := $(VENV)/bin/python
 
-.PHONY: venv test book book-smoke clean help bench lab
+.PHONY: venv test book book-smoke clean help bench bench-deps lab
 
 help:
 	@echo "make book   - set up .venv, execute every notebook at SCALE=$(SCALE) (smoke|mini|paper) and build the book"
@@ -55,7 +55,23 @@ clean:
 # times a few cases again without huge pages (bench_huge_pages_off.json) for the comparison.
 SIZE ?= full
 HUGE_PAGES_OFF_CASES ?= mtt_ipc10_s10 mtt_graph_ipc10_s10 dm_ipc10 eval_sequential peak_conv convnet_fwd_bwd
-bench: venv
+# With REF_MTT/REF_DM (extracted checkouts of GeorgeCazenavette/mtt-distillation and
+# VICO-UoE/DatasetCondensation) it then runs the reference code and ddlib interleaved
+# (benchmarks/side_by_side.py: ref, ddlib, ref, ddlib, ... BENCH_REPEATS times, same threads and
+# huge-page setting) into benchmarks/results/side_by_side.json; bench-deps installs the
+# reference's kornia and scipy into .venv (not ddlib dependencies).
+REF_MTT ?=
+REF_DM ?=
+BENCH_REPEATS ?= 3
+SIDE_BY_SIDE_CASES ?= mtt_ipc1_s50,mtt_ipc10_s10,dm_ipc10
+bench: venv $(if $(REF_MTT)$(REF_DM),bench-deps)
 	$(VPY) benchmarks/run.py --size $(SIZE)
 	$(VPY) benchmarks/run.py --size $(SIZE) --huge-pages off --only $(HUGE_PAGES_OFF_CASES) \
 		--out benchmarks/results/bench_huge_pages_off.json
+	@if [ -n "$(REF_MTT)$(REF_DM)" ]; then \
+		$(VPY) benchmarks/side_by_side.py --mtt-ref "$(REF_MTT)" --dm-ref "$(REF_DM)" \
+		--cases $(SIDE_BY_SIDE_CASES) --repeats $(BENCH_REPEATS) --size $(SIZE); \
+		else echo "bench: no REF_MTT/REF_DM given, side-by-side comparison skipped"; fi
+
+bench-deps: venv
+	$(VPY) -m pip install --quiet --disable-pip-version-check kornia scipy

@@ -56,6 +56,7 @@ def _mtt(name, label, ref=None, **params):
 
 CASES: tuple[Case, ...] = (
     Case("expert_epoch", "expert", "expert: 1 epoch, batch 256, DSA"),
+    Case("expert_epoch_bf16", "expert", "expert: 1 epoch, batch 256, DSA, bf16 autocast", {"precision": "bf16"}),
     _mtt("mtt_ipc1_s50", "IPC 1, 50 steps", "mtt_ipc1_s50", ipc=1, steps=50),
     _mtt("mtt_ipc10_s10", "IPC 10, 10 steps", "mtt_ipc10_s10", ipc=10, steps=10),
     _mtt("mtt_ipc10_s20", "IPC 10, 20 steps", "mtt_ipc10_s20", ipc=10, steps=20),
@@ -69,11 +70,15 @@ CASES: tuple[Case, ...] = (
     _mtt("mct_ipc10_s20", "MCT, IPC 10, 20 steps", "mtt_ipc10_s20", ipc=10, steps=20, variant="mct"),
     Case("dm_ipc10", "dm", "DM, IPC 10, batch_real 256", {"ipc": 10}, "dm_ipc10"),
     Case("dm_ipc10_compiled", "dm", "DM, IPC 10, compile=True", {"ipc": 10, "compile": True}, "dm_ipc10"),
+    Case("dm_ipc10_bf16", "dm", "DM, IPC 10, bf16 embedding", {"ipc": 10, "precision": "bf16"}, "dm_ipc10"),
     Case("dm_ipc10_one_pass", "dm", "DM, IPC 10, real batch in one pass", {"ipc": 10, "real_chunk": 0}, "dm_ipc10"),
     Case("tgdd_ipc10", "tgdd", "TGDD, IPC 10, batch_real 256", {"ipc": 10}),
     Case("tgdd_ipc10_compiled", "tgdd", "TGDD, IPC 10, compile=True", {"ipc": 10, "compile": True}),
     Case("eval_sequential", "eval", "5 ConvNets, IPC 10, sequential", {"batched": False}),
     Case("eval_batched", "eval", "5 ConvNets, IPC 10, batched", {"batched": True}),
+    Case("eval_sequential_bf16", "eval", "5 ConvNets, IPC 10, sequential, bf16",
+         {"batched": False, "precision": "bf16"}),
+    Case("eval_batched_bf16", "eval", "5 ConvNets, IPC 10, batched, bf16", {"batched": True, "precision": "bf16"}),
     Case("eval_sequential_compiled", "eval", "5 ConvNets, IPC 10, sequential, compile=True",
          {"batched": False, "compile": True}),
     Case("peak_matmul", "matmul", "float32 matmul n x n"),
@@ -91,8 +96,8 @@ def _sync(device: torch.device) -> None:
 
 
 def memory_mb(device: torch.device) -> float:
-    """Peak memory of this process so far (ddlib.results.records.peak_memory_mb: RSS / CUDA allocator)."""
-    from ddlib.results.records import peak_memory_mb
+    """Peak memory of this process so far (ddlib.results.measurement.peak_memory_mb: RSS / CUDA allocator)."""
+    from ddlib.results.measurement import peak_memory_mb
 
     return float(peak_memory_mb(device))
 
@@ -214,7 +219,11 @@ def run_expert(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
     from ddlib.trajectories.experts import ExpertConfig, build_expert_model, train_expert
 
     data = random_dataset(S["expert_train"], S["expert_test"], S["side"])
-    config = ExpertConfig(width=S["width"], epochs=1 + S["expert_repeats"])
+    precision = case.params.get("precision")
+    if precision and not has_field(ExpertConfig, "precision"):
+        return skipped("ExpertConfig has no 'precision' option in this ddlib")
+    config = ExpertConfig(width=S["width"], epochs=1 + S["expert_repeats"],
+                          **({"precision": precision} if precision else {}))
     # FLOPs per epoch: per-image training (fwd+bwd) and test (fwd) FLOPs, counted on 2 images.
     net = build_expert_model(data, config, seed=0).to(device)
     x, y = data.images_train[:2].to(device), data.labels_train[:2].to(device)
@@ -239,11 +248,13 @@ def run_expert(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
             "s_per_image": seconds / n, "s_per_cifar10_epoch_estimate": seconds / n * 50_000,
             "settings": {"images_per_epoch": n, "test_images": len(data.labels_test), "batch_size": config.batch_size,
                          "width": S["width"], "image": f"3x{S['side']}x{S['side']}", "dsa": config.dsa,
+                         "precision": getattr(config, "precision", "fp32"),
                          "iteration": "one epoch (train + test accuracy + snapshot)"}}
 
 
 def run_mtt(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
-    from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
+    from ddlib.methods.mtt import TrajectoryMatching
+    from ddlib.methods.mtt_config import MTTConfig
 
     p = case.params
     steps = max(1, round(p["steps"] * S["steps_scale"]))
@@ -285,8 +296,9 @@ def _distribution_case(case: Case, S: dict, device: torch.device, config_cls: ty
     """
     compiled = bool(case.params.get("compile"))
     extra = {"compile": True} if compiled else {}
-    if "real_chunk" in case.params:
-        extra["real_chunk"] = case.params["real_chunk"]
+    for name in ("real_chunk", "precision"):
+        if name in case.params:
+            extra[name] = case.params[name]
     missing = [name for name in extra if not has_field(config_cls, name)]
     if missing:
         return skipped(f"{config_cls.__name__} has no {missing[0]!r} option in this ddlib")
@@ -296,7 +308,8 @@ def _distribution_case(case: Case, S: dict, device: torch.device, config_cls: ty
                      flops=not compiled)
     result["settings"] = {"ipc": config.ipc, "batch_real": config.batch_real, "dsa": config.dsa, "width": S["width"],
                           "image": f"3x{S['side']}x{S['side']}", "train_images_in_memory": S["distill_train"],
-                          "compile": compiled, "real_chunk": getattr(distiller, "real_chunk", None)}
+                          "compile": compiled, "real_chunk": getattr(distiller, "real_chunk", None),
+                          "precision": getattr(config, "precision", "fp32")}
     return result
 
 
@@ -333,6 +346,10 @@ def run_eval(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
             kwargs[name] = wanted
         elif wanted:
             return skipped(f"EvalConfig has no {name!r} option in this ddlib")
+    if case.params.get("precision"):
+        if not has_field(EvalConfig, "precision"):
+            return skipped("EvalConfig has no 'precision' option in this ddlib")
+        kwargs["precision"] = case.params["precision"]
     data = random_dataset(NUM_CLASSES, S["eval_test"], S["side"])
     g = torch.Generator().manual_seed(1)
     ipc = 10
@@ -370,6 +387,7 @@ def run_eval(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
     result["first_call_s"] = first_call_s  # 1 epoch x 5 networks in a fresh process (compiling, if compiled)
     result["settings"] = {"num_eval": 5, "epochs_per_call": epochs, "ipc": ipc, "batched": batched,
                           "compile": compiled, "batching_not_applied": fallback,
+                          "precision": kwargs.get("precision", "fp32"),
                           "test_images": S["eval_test"], "width": S["width"], "image": f"3x{S['side']}x{S['side']}",
                           "iteration": "one epoch of all 5 networks (call time / epochs)"}
     return result

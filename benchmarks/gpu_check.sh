@@ -5,7 +5,8 @@
 #   gpu_tests.log/.xml CPU and CUDA give the same MTT step, DM step and evaluation (pytest -m gpu)
 #   bench.json         benchmark cases on the device: MTT IPC 10 at 10 and 30 inner steps (both
 #                      memory modes; AST's Table 8 reports 0.6 s per iteration on CIFAR-10 IPC 10),
-#                      sequential vs batched evaluation
+#                      sequential vs batched evaluation, bf16 autocast vs float32 (expert epoch,
+#                      batched evaluation, DM step)
 #   check.log          this script's whole output
 #
 # Usage, from the repository root:
@@ -48,7 +49,7 @@ DDLIB_GPU_TEST_DEVICE=$DEVICE timeout 240 "$PY" -m pytest -m gpu -q -p no:cachep
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "[gpu_check] 2/2 benchmark cases on $DEVICE (size $SIZE)"
-CASES=${CASES:-mtt_ipc10_s10 mtt_ipc10_s30 mtt_graph_ipc10_s10 mtt_graph_ipc10_s30 eval_sequential eval_batched}
+CASES=${CASES:-mtt_ipc10_s10 mtt_ipc10_s30 mtt_graph_ipc10_s10 mtt_graph_ipc10_s30 eval_sequential eval_batched eval_batched_bf16 expert_epoch expert_epoch_bf16 dm_ipc10 dm_ipc10_bf16}
 # shellcheck disable=SC2086  # CASES is a list of names
 timeout 300 "$PY" benchmarks/run.py --size "$SIZE" --device "$DEVICE" --timeout 120 --out "$OUT/bench.json" \
     --only $CASES || status=1

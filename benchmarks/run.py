@@ -7,14 +7,16 @@
 Every case (see ``benchmarks/cases.py``) runs in its own fresh Python process, so its peak
 memory (max RSS on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU) is its own. Each
 case warms up once, then reports the median of a few timed iterations. The results are
-printed as a table beside the reference numbers of ``benchmarks/reference.json`` and
-written to JSON with the machine's description. ``--size tiny`` (width 8, 8x8 images,
-1-2 iterations) only proves that every case runs; its numbers are not comparable with the
-reference, so no ratio or target verdict is given for it. Every case's process runs with
+printed as a table and written to JSON with the machine's description; the targets of
+``benchmarks/reference.json`` that compare ddlib with itself are judged here, those against
+the reference code (``time_ratio``, ``memory_ratio``) only from the interleaved side-by-side
+run (``benchmarks/side_by_side.py``), never from figures measured elsewhere. ``--size tiny``
+(width 8, 8x8 images, 1-2 iterations) only proves that every case runs, so no target verdict
+is given for it. Every case's process runs with
 ``THP_MEM_ALLOC_ENABLE=1``, as ``make`` runs the chapters and the tests (PyTorch then backs
 CPU tensors of 2 MB and more with transparent huge pages, so a fresh activation faults in
 a few huge pages instead of thousands of small ones); ``--huge-pages off`` measures
-without it, as the reference numbers were taken.
+without it.
 """
 from __future__ import annotations
 
@@ -41,7 +43,8 @@ from ddlib.core.fileio import read_json, write_json  # noqa: E402
 MARKER = "@@BENCH_RESULT@@ "
 REFERENCE = HERE / "reference.json"
 DEFAULT_OUT = HERE / "results" / "bench.json"
-MB_PER_GB = 1024.0
+#: Target kinds judged only from the side-by-side run (ddlib against the reference code, interleaved).
+SIDE_BY_SIDE_KINDS = ("time_ratio", "memory_ratio")
 
 
 # -- machine ----------------------------------------------------------------------------------------
@@ -139,18 +142,14 @@ def select(patterns: list[str] | None) -> list[cases.Case]:
     return chosen
 
 
-def attach_reference(name: str, result: dict[str, Any], reference: dict[str, Any], size: str) -> None:
-    """Reference time/memory (MB) of the case, and our/reference ratios for the full size."""
+def attach_reference(name: str, result: dict[str, Any], reference: dict[str, Any]) -> None:
+    """Name the reference setting of the case (``ref``: a key of ``reference.json``'s cases, or None).
+
+    Only the name: the reference code's times and memory are measured beside ours by
+    ``benchmarks/side_by_side.py``; ratios across runs on different machines mean little.
+    """
     key = cases.CASES_BY_NAME[name].ref
-    ref = reference["cases"].get(key) if key else None
-    result["ref"] = key if ref else None
-    result["ref_s_per_iter"] = ref.get("s_per_iter") if ref else None
-    result["ref_peak_mb"] = ref["peak_gb"] * MB_PER_GB if ref and ref.get("peak_gb") is not None else None
-    comparable = size == "full" and result.get("status") == "ok"
-    result["time_ratio"] = (result["s_per_iter"] / result["ref_s_per_iter"]
-                            if comparable and result["ref_s_per_iter"] else None)
-    result["memory_ratio"] = (result["peak_mb"] / result["ref_peak_mb"]
-                              if comparable and result["ref_peak_mb"] else None)
+    result["ref"] = key if key and key in reference["cases"] else None
 
 
 # -- targets (reported, never asserted) ----------------------------------------------------------------
@@ -160,16 +159,15 @@ def _ok(results: dict, name: str) -> dict | None:
 
 
 def evaluate_targets(results: dict[str, dict], reference: dict[str, Any], size: str) -> list[dict[str, Any]]:
-    """The speed targets with our values; ``met`` is None when a case is missing or the size is tiny."""
+    """The targets that compare ddlib with itself, with our values; ``met`` is None when a case is missing
+    or the size is tiny. Targets against the reference code (:data:`SIDE_BY_SIDE_KINDS`) are left out."""
     out = []
     for target in reference["targets"]:
         kind, threshold = target["kind"], target["threshold"]
         rows: list[tuple[str, float | None, dict]] = []  # (cases, value, extra)
-        if kind in ("time_ratio", "memory_ratio"):
-            for name in target["cases"]:
-                r = _ok(results, name)
-                rows.append((name, r.get(kind) if r else None, {}))
-        elif kind == "own_memory_growth":
+        if kind in SIDE_BY_SIDE_KINDS:
+            continue  # judged from side_by_side.json (the page: performance_side_by_side)
+        if kind == "own_memory_growth":
             long, short = (_ok(results, n) for n in target["cases"])
             value = long["peak_mb"] / short["peak_mb"] if long and short else None
             extra = {}
@@ -212,8 +210,7 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def format_table(results: dict[str, dict]) -> str:
-    header = (f"{'case':<24} {'settings':<36} {'s/iter':>9} {'peak MB':>9} {'GFLOP/s':>8} "
-              f"{'ref s':>7} {'ref MB':>8} {'t/ref':>6} {'m/ref':>6}")
+    header = f"{'case':<24} {'settings':<36} {'s/iter':>9} {'peak MB':>9} {'GFLOP/s':>8}"
     lines = [header, "-" * len(header)]
     for name, r in results.items():
         label = cases.CASES_BY_NAME[name].label
@@ -221,9 +218,7 @@ def format_table(results: dict[str, dict]) -> str:
             lines.append(f"{name:<24} {label[:36]:<36} {r.get('status', '?')}: {r.get('reason', '')}")
             continue
         lines.append(f"{name:<24} {label[:36]:<36} {_fmt(r['s_per_iter'], '9.4g')} {_fmt(r['peak_mb'], '9.0f')} "
-                     f"{_fmt(r.get('gflops'), '8.1f')} {_fmt(r.get('ref_s_per_iter'), '7.1f')} "
-                     f"{_fmt(r.get('ref_peak_mb'), '8.0f')} {_fmt(r.get('time_ratio'), '6.2f')} "
-                     f"{_fmt(r.get('memory_ratio'), '6.2f')}")
+                     f"{_fmt(r.get('gflops'), '8.1f')}")
     return "\n".join(lines)
 
 
@@ -270,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{c.name:<26} {c.label}")
         return 0
 
-    reference = read_json(REFERENCE, "reference benchmark figures", fix="restore it with git checkout")
+    reference = read_json(REFERENCE, "reference settings and targets", fix="restore it with git checkout")
     selected = select(args.only)
     machine = machine_info(args)
     machine["huge_pages"] = args.huge_pages
@@ -290,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.jobs <= 1:
             print(f"[bench] {case.name}: {case.label} ...", flush=True)
         result = run_child(case, args)
-        attach_reference(case.name, result, reference, args.size)
+        attach_reference(case.name, result, reference)
         return case, result
 
     if args.jobs <= 1:

@@ -11,7 +11,8 @@ from ddlib.core.version import __version__
 from ddlib.core.config import Config
 from ddlib.core.runtime import derive_seed, make_generator, resolve_device
 from ddlib.data import DATASET_NAMES, ImageDataset, load_dataset
-from ddlib.data.augment import DSA, DSAConfig
+from ddlib.data.augment import DSA
+from ddlib.data.dsa_params import DSAConfig
 from ddlib.data.zca import ZCA
 from ddlib.models import MODEL_NAMES, build_model
 from ddlib.core.functional import ParamLayout, flatten_params, functional_forward, load_flat_params
@@ -25,14 +26,17 @@ from ddlib.methods.ast_components import (SmoothExpertLoss, average_variation, b
                              perturb_weights, representative_init, step_sizes)
 from ddlib.core.unroll import matching_loss, unroll_student
 from ddlib.methods.distill_loop import DistillResult, NonFiniteLoss, run_distillation
-from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
+from ddlib.methods.mtt import TrajectoryMatching
+from ddlib.methods.mtt_config import MTTConfig
 from ddlib.methods.dm import DMConfig, DistributionMatching
 from ddlib.methods.tgdd import TGDD, TGDDConfig
-from ddlib.results.records import (Record, append_records, collect_provenance, paired_samples, paper_results, read_records,
+from ddlib.results.measurement import collect_provenance
+from ddlib.results.records import (Record, append_records, paired_samples, paper_results, read_records,
                       side_by_side)
 from ddlib.chapters.scales import (SCALES, Recorder, ScaleSettings, cached_experts, expert_network, load_scaled_dataset, record_claim,
                           scale_settings)
 from ddlib.chapters.notebook_params import ChapterParams, chapter_params, show_markdown
+from ddlib.chapters.session import ChapterRun, start_chapter
 from ddlib.quickstart import distill, evaluate
 from ddlib.results.verdicts import Verdict, paired_verdict, required_n, threshold_verdict, trend_verdict
 from ddlib.results.seeded import compare_methods, method_values, record_evaluation
@@ -55,7 +59,7 @@ __all__ = [
     "Record", "append_records", "collect_provenance", "paper_results", "read_records", "side_by_side",
     "image_grid", "show_images", "model_zoo_table", "SCALES", "Recorder", "ScaleSettings", "cached_experts",
     "load_scaled_dataset", "record_claim", "scale_settings", "expert_network",
-    "read_json", "write_json", "ChapterParams", "chapter_params", "show_markdown",
+    "read_json", "write_json", "ChapterParams", "chapter_params", "show_markdown", "ChapterRun", "start_chapter",
     "distill", "evaluate",
     "compare_methods", "method_values", "record_evaluation", "Verdict", "paired_samples", "paired_verdict", "required_n", "threshold_verdict", "trend_verdict",
 ]

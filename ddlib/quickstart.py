@@ -17,6 +17,7 @@ holds the defaults). The pieces stay public for those who need more control:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -35,17 +36,21 @@ from ddlib.chapters.scales import FirstExperts, ScaleSettings, cached_experts, e
 from ddlib.trajectories.experts import build_expert_model
 from ddlib.trajectories.fingerprints import dataset_fingerprint
 from ddlib.chapters.mct_experiments import MCT_CIFAR10, convexified_variants, mct_config
-from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
+from ddlib.methods.mtt import TrajectoryMatching
+from ddlib.methods.mtt_config import MTTConfig
 from ddlib.core.provenance import expert_store_id
 from ddlib.quickstart_checks import (CORESET_METHODS, check_eval_args, check_experts_fit, check_ipc, check_iterations,
                                 check_method, check_schedule, check_seed, coreset_options, dataset_key,
                                 default_cache_dir, mtt_base, network_of, open_experts, scale_for, split_overrides)
+from ddlib.core.data_parallel import resolve_data_parallel
 from ddlib.core.runtime import resolve_device
 from ddlib.methods.synthetic import SyntheticSet
 from ddlib.methods.tgdd import TGDD, TGDDConfig
 from ddlib.core.train import cross_entropy_hook
 
 __all__ = ["distill", "evaluate"]
+
+logger = logging.getLogger(__name__)
 
 # Experts trained when none are given: MTT's chapter-sized buffer (the papers train 5 to 100);
 # herding and k-center need only the first expert's final network as their feature space.
@@ -167,7 +172,7 @@ def _coreset(plan: _Plan, data: ImageDataset, ipc: int, seed: int, cache: Path, 
 def distill(data: ImageDataset, method: str = "mtt", *, ipc: int = 1, iterations: int | None = None,
             experts: Any = None, seed: int = 0, device: str | torch.device = "auto",
             checkpoint_dir: str | os.PathLike | None = None, progress: bool = True,
-            **overrides: Any) -> SyntheticSet:
+            data_parallel: bool = False, **overrides: Any) -> SyntheticSet:
     """Distil ``data`` to ``ipc`` images per class with ``method`` and its paper's defaults.
 
     Parameters
@@ -175,7 +180,7 @@ def distill(data: ImageDataset, method: str = "mtt", *, ipc: int = 1, iterations
     data : ImageDataset
         The real data set (normalised), e.g. ``ddlib.load_dataset("mnist5k")``.
     method : {"mtt", "ast", "mct", "dm", "tgdd", "random", "herding", "kcenter", "forgetting"}
-        * ``"mtt"``: :meth:`MTTConfig.for_dataset <ddlib.methods.mtt.MTTConfig.for_dataset>` where MTT's table
+        * ``"mtt"``: :meth:`MTTConfig.for_dataset <ddlib.methods.mtt_config.MTTConfig.for_dataset>` where MTT's table
           has the data set, else ``ScaleSettings.mtt_config``'s defaults; SGD experts.
         * ``"ast"``: MTT's settings plus AST's whole distiller (:func:`~ddlib.chapters.ast_experiments.ast_changes`)
           on AST's smooth experts (momentum, gradient penalty, clipped loss), as the authors' code has
@@ -211,6 +216,12 @@ def distill(data: ImageDataset, method: str = "mtt", *, ipc: int = 1, iterations
         ``None``: no checkpoint.
     progress : bool
         Show progress bars.
+    data_parallel : bool
+        Split each step among the ranks of the initialised ``torch.distributed`` process group
+        (:mod:`ddlib.methods.data_parallel`: the synthetic mini-batch for MTT/AST/MCT, the classes for
+        DM/TGDD); every rank calls ``distill`` with the same arguments and gets the same set, and
+        only rank 0 writes the checkpoint. Without a process group it changes nothing. Coresets
+        take no ``data_parallel``.
     **overrides
         Any field of the method's config (``MTTConfig``, ``DMConfig``, ``TGDDConfig``; a coreset
         function's keywords, e.g. ``epochs`` of forgetting). Methods with experts also take
@@ -234,23 +245,35 @@ def distill(data: ImageDataset, method: str = "mtt", *, ipc: int = 1, iterations
     check_seed(seed)
     device = resolve_device(device)
     plan = _plan(data, method, ipc, iterations, experts, dict(overrides))
+    if not isinstance(data_parallel, bool):
+        raise ValueError(f"data_parallel={data_parallel!r}: expected True or False")
+    if data_parallel and method in CORESET_METHODS:
+        raise ValueError(f"data_parallel=True with method={method!r}: coresets run in one process")
+    shard = resolve_data_parallel(data_parallel)
+    if shard is not None:
+        logger.info("distill %s data-parallel: rank %d of %d", method, shard.rank, shard.world)
     cache = Path(checkpoint_dir) if checkpoint_dir is not None else default_cache_dir()
     if method in CORESET_METHODS:
         return _coreset(plan, data, ipc, seed, cache, device, progress)
     if method == "dm":
         network, source = network_of(plan.config), None
-        distiller = DistributionMatching(data, plan.config, seed, device=device)
+        distiller = DistributionMatching(data, plan.config, seed, device=device, data_parallel=data_parallel)
     else:
+        if shard is not None and shard.rank != 0:
+            shard.barrier()  # rank 0 trains (or finds) and convexifies the experts; the others then read its files
         source = _experts(plan, data, cache, device, progress)
         if method == "mct":
             folder = cache / "convexified" / expert_store_id(source)["manifest_sha256"][:12]
             source = FirstExperts(convexified_variants(source, folder, {"path-2": {}})["path-2"], len(source))
+        if shard is not None and shard.rank == 0:
+            shard.barrier()
         network, net = network_of(source.config), build_expert_model(data, source.config)
         if method == "tgdd":
-            distiller = TGDD(data, source, net, plan.config, seed, device=device)
+            distiller = TGDD(data, source, net, plan.config, seed, device=device, data_parallel=data_parallel)
         else:
             zca = fit_zca(data) if plan.config.zca else None
-            distiller = TrajectoryMatching(data, source, net, plan.config, seed, zca=zca, device=device)
+            distiller = TrajectoryMatching(data, source, net, plan.config, seed, zca=zca, device=device,
+                                           data_parallel=data_parallel)
     path = None
     if checkpoint_dir is not None:
         key = run_key(method, plan.config.to_dict(), seed, dataset_fingerprint(data), expert_store_id(source))

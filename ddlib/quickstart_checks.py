@@ -23,7 +23,7 @@ from ddlib.data.dataset import ImageDataset
 from ddlib.chapters.scales import SCALES, FirstExperts, ScaleSettings
 from ddlib.trajectories.experts import ExpertConfig
 from ddlib.trajectories.fingerprints import dataset_fingerprint
-from ddlib.methods.mtt import MTTConfig
+from ddlib.methods.mtt_config import MTTConfig
 from ddlib.trajectories.trajectory_store import TrajectoryStore
 
 __all__ = ["METHODS", "TRAJECTORY_METHODS", "CORESET_METHODS", "EXPERT_KEYS", "uses_experts", "scale_for",
@@ -215,7 +215,7 @@ def check_experts_fit(store: Any, data: ImageDataset, expert_config: ExpertConfi
     """Raise unless ``store``'s experts were trained on ``data`` (and with ``expert_config``'s network).
 
     Compared: image shape and class count, then the data set's name and content
-    fingerprint (:func:`~ddlib.trajectories.trajectory_store.dataset_fingerprint`: another subset or
+    fingerprint (:func:`~ddlib.trajectories.fingerprints.dataset_fingerprint`: another subset or
     normalisation of the same data set differs), then arch, width, depth and norm.
     """
     manifest, where = store.manifest, f"the experts in {str(store.root)!r}"

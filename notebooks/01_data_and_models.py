@@ -56,8 +56,7 @@ from ddlib.results import plots
 from ddlib.chapters import reporting
 
 sns.set_theme(style="white")
-if scale == "paper" and dataset == "mnist5k":
-    dataset = "cifar10"
+dataset = "cifar10" if scale == "paper" and dataset == "mnist5k" else dataset  # paper: CIFAR-10
 # every parameter checked before any compute
 params = ddlib.chapter_params(scale, dataset=dataset, seed=seed, device=device, data_root=data_root,
                               out_dir=out_dir, artifacts_dir=artifacts_dir)

@@ -82,9 +82,7 @@ out_dir: str = "results/02_baselines"  # this run's records (one file per run)
 artifacts_dir: str = "artifacts"  # caches shared by chapters: experts, checkpoints
 
 # %% tags=["hide-input"]
-import pandas as pd
 import seaborn as sns
-import torch
 from IPython.display import Markdown, display
 
 import ddlib
@@ -93,19 +91,17 @@ from ddlib.chapters import baseline_reporting as breport
 from ddlib.chapters import reporting
 
 sns.set_theme(style="whitegrid")
+
+# %% tags=["hide-input"]
 # every parameter checked before any compute
 params = ddlib.chapter_params(scale, dataset=dataset, ipcs=ipcs, seed=seed, device=device,
                               data_root=data_root, out_dir=out_dir, artifacts_dir=artifacts_dir)
-settings, device = params.settings(), params.device
-if device.type == "cpu":
-    # As in every chapter: the shared experts are bit-identical whoever trains them.
-    torch.set_num_threads(1)
 # Coresets need no distillation, so this chapter evaluates them at IPC 1 and 10 (AST's Table 3) even
 # where the scale distils at IPC 1 only, plus every IPC the scale distils at.
-ipcs = sorted(set(params.ipcs) if params.ipcs else {*settings.ipcs, 1, 10})
-data = ddlib.load_scaled_dataset(settings, data_root, device)
-recorder = ddlib.Recorder(out_dir, "Baselines", scale, data.name, device,
-                          params={"ipcs": ipcs, "seed": seed, "seeds": list(settings.seeds)})
+ipcs = baselines.coreset_ipcs(params)
+# one CPU thread, as in every chapter: the shared experts are bit-identical whoever trains them
+run = ddlib.start_chapter("Baselines", params, record_params={"ipcs": ipcs})
+settings, data, recorder, device = run.settings, run.data, run.recorder, run.device
 eval_config = settings.eval_config("mtt", lr=0.01)
 full_config = settings.eval_config("mtt", full_dataset=True)
 print(data)

@@ -124,7 +124,6 @@ artifacts_dir: str = "artifacts"  # caches shared by chapters: experts, checkpoi
 
 # %% tags=["hide-input"]
 import functools
-from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
@@ -132,40 +131,23 @@ import torch
 from IPython.display import Markdown, display
 
 import ddlib
-from ddlib.chapters import ast_claims as cx
-from ddlib.chapters import ast_experiments as astx
-from ddlib.chapters import ast_figures as astf
-from ddlib.chapters import ast_seeded as sx
-from ddlib.chapters import ast_tables as at
+from ddlib.chapters import ast_chapter as ac, ast_claims as cx, ast_experiments as astx
+from ddlib.chapters import ast_figures as astf, ast_seeded as sx, ast_tables as at
 
 sns.set_theme(style="whitegrid")
 pd.set_option("display.max_colwidth", 80)
-# every parameter checked before any compute
+
+# %% tags=["hide-input"]
 params = ddlib.chapter_params(scale, dataset=dataset, ipcs=ipcs, seed=seed, device=device,
                               data_root=data_root, out_dir=out_dir, artifacts_dir=artifacts_dir)
-settings, device = params.settings(), params.device
-if device.type == "cpu":
-    torch.set_num_threads(1)  # networks this small gain little from a second thread on a busy CPU
-data = ddlib.load_scaled_dataset(settings, data_root, device)
-recorder = ddlib.Recorder(out_dir, "AST", scale, data.name, device, params=dict(
-    scale=scale, dataset=data.name, ipcs=list(settings.ipcs), seed=seed, device=str(device),
-    seeds=list(settings.seeds)))
-plan = sx.ASTPlan.for_scale(scale)
-eval_config = settings.eval_config("ast")
-ablation_ipc = 10 if scale == "paper" else settings.ipcs[0]  # the paper: CIFAR-100, IPC 10
-cross_ipc = 50 if scale == "paper" else settings.ipcs[0]  # Table 4: IPC 50
-used_ipcs = {*settings.ipcs, ablation_ipc, cross_ipc}
-zca = astx.fit_zca(data) if any(settings.mtt_config(i).zca for i in used_ipcs) else None
-runs = sx.ASTRuns(data, settings, plan, seed=seed, eval_config=eval_config,
-                  artifacts_dir=artifacts_dir, run_dir=Path(artifacts_dir) / "ast-runs", zca=zca,
-                  device=device, preset="code")
+run = ddlib.start_chapter("AST", params)  # every parameter checked before any compute
+settings, data, recorder, device = run.settings, run.data, run.recorder, run.device
+chapter = ac.start_ast(run)  # the plan, the protocol, the ZCA and every run of the chapter
+plan, runs, zca = chapter.plan, chapter.runs, chapter.zca
+ablation_ipc, cross_ipc, first_seed = chapter.ablation_ipc, chapter.cross_ipc, runs.seeds[0]
 published = ddlib.paper_results().query("paper == 'AST'")
 paper = functools.partial(at.published_value, published)  # one published cell, never typed in
-BEST, LAST = cx.BEST, cx.LAST
-first_seed = runs.seeds[0]  # the seed whose sets and curves the figures show
-show = ddlib.show_markdown  # a claim's recorded sentence, as markdown
-
-
+BEST, LAST, show = cx.BEST, cx.LAST, ddlib.show_markdown  # show: a claim's sentence, as markdown
 print(data)
 print(f"device: {device}; threads: {torch.get_num_threads()}; distillation seeds: {runs.seeds}")
 
@@ -398,19 +380,9 @@ at.results_table(recorder, "Table 3", [BEST, LAST], keys=("method", "ipc"))
 # every published CIFAR column and a reversal here says something about the scale.
 
 # %% tags=["remove-input"]
-coresets_and_dm = ["Random", "Herding", "Forgetting", "DM"]
 for ipc in settings.ipcs:
-    for a, b in (("AST", "MTT"), ("MTT", "Random"), ("AST", "Random"), ("DM", "Random")):
-        what = "random real images" if b == "Random" else b
-        show(cx.paired_claim(recorder, "Table 3", f"{a} beats {what} at IPC {ipc}", a, b, ipc=ipc,
-                             paper=at.table3_cells(published, data.name, a, b, ipc)))
-    strongest = cx.strongest(recorder, "Table 3", coresets_and_dm, ipc=ipc)
-    show(cx.paired_claim(
-        recorder, "Table 3", f"AST beats the coresets and DM at IPC {ipc}", "AST", strongest,
-        ipc=ipc, paper="AST is above every coreset and DM in every column; tested here against "
-                       f"the strongest of them at this scale ({strongest}, by mean)"))
-    show(cx.paired_claim(recorder, "Table 3", f"MTT beats DM at IPC {ipc}", "MTT", "DM", ipc=ipc,
-                         paper=at.table3_cells(published, data.name, "MTT", "DM", ipc)))
+    for sentence in ac.table3_claims(recorder, published, data.name, ipc):
+        show(sentence)
 
 # %% [markdown]
 # ## Figure 3: synthetic images, MTT and AST
@@ -501,23 +473,7 @@ display(Markdown(f"In the paper, AST is above both MTT and FTD in {above} of {le
 # Below paper scale the table shows the published numbers alone.
 
 # %% tags=["hide-cell"]
-if scale == "paper":
-    for subset in astx.IMAGENET_SUBSETS:
-        sub = ddlib.load_dataset(subset, data_root=data_root or None).to(device)
-        sub_recorder = ddlib.Recorder(Path(out_dir) / subset, "AST", scale, sub.name, device,
-                                      params={"seed": seed})
-        for ipc in (1, 10):
-            outcomes = astx.run_subset(sub, settings, ipc, seed, artifacts_dir=artifacts_dir,
-                                       eval_config=eval_config, folder=runs.run_dir, device=device)
-            for method, outcome in outcomes.items():
-                cx.record_outcomes(sub_recorder, "Table 5", method, {seed: outcome}, ipc=ipc)
-        sub_recorder.finish()
-    as_published = {BEST: "test_acc", LAST: "test_acc_last"}  # the paper reports the best of tests
-    table5_records = (ddlib.read_records(Path(out_dir)).query("experiment == 'Table 5'")
-                      .assign(metric=lambda df: df["metric"].replace(as_published)))
-    table5 = ddlib.side_by_side(table5_records, "AST", "Table 5", by=("dataset", "method", "ipc"))
-else:
-    table5 = at.table5_not_run(published, scale)
+table5 = ac.table5(params, runs, published)  # paper scale: runs the subsets; else as published
 
 # %%
 table5
@@ -567,24 +523,8 @@ at.results_table(recorder, "Table 6", [BEST, LAST])
 
 # %% tags=["remove-input"]
 t6 = {v: name for v, name in astx.TABLE6_NAMES.items() if name in table6_rows}
-sgd, mom, smooth = t6["SGD"], t6["SGD+momentum"], t6["momentum+GP+clip"]
-p6 = functools.partial(paper, "Table 6", dataset="CIFAR-100")  # p6(method, metric)
-show(cx.expert_claim(
-    recorder, "Table 6", "momentum alone multiplies Avg Var more than 2x over SGD", mom, sgd,
-    "avg_var", ratio=2.0, paper=f"x{p6(mom, 'avg_var') / p6(sgd, 'avg_var'):.0f} (CIFAR-100)"))
-for variant in (v for v in ("momentum+GP", "momentum+GP+clip") if v in t6):
-    show(cx.expert_claim(
-        recorder, "Table 6", f"{variant} experts are smoother than SGD+momentum experts",
-        t6[variant], mom, "avg_var", ratio=1.0, direction="less",
-        paper=f"Avg Var {p6(t6[variant], 'avg_var'):.4g} vs {p6(mom, 'avg_var'):.4g} (CIFAR-100)"))
-show(cx.expert_claim(
-    recorder, "Table 6", "smooth experts are more accurate than SGD experts", smooth, sgd,
-    "expert_acc",
-    paper=f"{p6(smooth, 'expert_acc'):.1f} % vs {p6(sgd, 'expert_acc'):.1f} % (CIFAR-100)"))
-show(cx.paired_claim(recorder, "Table 6", "smooth experts distil better than SGD experts", smooth,
-                     sgd, ipc=ablation_ipc,
-                     paper=f"{p6(smooth, 'test_acc'):.1f} % vs {p6(sgd, 'test_acc'):.1f} % "
-                           "(CIFAR-100)"))
+for sentence in ac.table6_claims(recorder, published, t6, ablation_ipc):
+    show(sentence)
 
 # %% [markdown]
 # Figure 4 of the paper plots, per kind of expert, how much the parameters change in each epoch and
@@ -753,18 +693,7 @@ fig = astf.figure7(cx.table_records(recorder, "Figure 7", ["iteration"]), settin
 
 # %% tags=["remove-input"]
 for ipc in settings.ipcs:
-    points = {"AST": (f"AST after {fig7_every} iterations", fig7_every),
-              "MTT": (f"MTT after {settings.iterations} iterations", settings.iterations)}
-    for method, (name, iteration) in points.items():
-        values = cx.values_at(recorder, "Figure 7", method, "best_test_acc", x_name="iteration",
-                              x=iteration, ipc=ipc)
-        cx.record_per_seed(recorder, "Figure 7", name, "best_so_far", values, ipc=ipc)
-    show(cx.paired_claim(
-        recorder, "Figure 7", f"AST reaches MTT's final accuracy within {fig7_every} of "
-        f"{settings.iterations} iterations (IPC {ipc})", points["AST"][0], points["MTT"][0],
-        metric="best_so_far", ipc=ipc,
-        paper="on CIFAR-100, AST matches MTT's final accuracy after a small fraction of its "
-              "iterations (Fig. 7)"))
+    show(ac.figure7_claim(recorder, ipc, fig7_every, settings.iterations))
 
 # %% [markdown]
 # ## Table 8: seconds per distillation iteration

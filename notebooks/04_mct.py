@@ -130,20 +130,19 @@ out_dir: str = "results/04_mct"  # this run's records (one file per run)
 artifacts_dir: str = "artifacts"  # caches shared by chapters: experts, checkpoints
 
 # %% tags=["hide-input"]
-import functools
-from pathlib import Path
-
-import pandas as pd
 import seaborn as sns
-import torch
 from IPython.display import Markdown, display
 
 import ddlib
+from ddlib.chapters import mct_chapter as mch
+from ddlib.chapters import mct_claims as mcc
 from ddlib.chapters import mct_experiments as mcx
 from ddlib.chapters import mct_runs as mcr
 from ddlib.chapters import mct_tables as mctt
 
 sns.set_theme(style="whitegrid")
+
+# %% tags=["hide-input"]
 # The evaluation follows MCT's code: 3 networks per synthetic set (MTT's protocol: 5), also at
 # mini, where it keeps the chapter near its 12 minutes of one CPU thread (measured: a 200-iteration
 # run costs about 90 s, an evaluation of 3 networks about 7 s).
@@ -151,26 +150,17 @@ SCALE_OVERRIDES = {"paper": {"num_eval": mcx.MCT_NUM_EVAL}, "mini": {"num_eval":
 # The ablation rows each scale can afford: at mini one row costs about 2 minutes (3 seeds x 60
 # iterations + 3 evaluations), so only the uniform-lambda row runs there.
 ABLATION_ROWS = {"mini": ("MCT, uniform lambda",)}
+
+# %% tags=["hide-input"]
 # every parameter checked before any compute
 params = ddlib.chapter_params(scale, dataset=dataset, ipcs=ipcs, seed=seed, device=device,
                               data_root=data_root, out_dir=out_dir, artifacts_dir=artifacts_dir)
-settings, device = params.settings(**SCALE_OVERRIDES.get(scale, {})), params.device
-if device.type == "cpu":
-    torch.set_num_threads(1)  # networks this small gain nothing from a second thread
-ipcs = list(settings.ipcs)
-SEEDS, IPC, EARLY = list(settings.seeds), ipcs[0], mcr.early_iteration(settings)
-data = ddlib.load_scaled_dataset(settings, data_root, device)
-recorder = ddlib.Recorder(out_dir, "MCT", scale, data.name, device, params=dict(
-    scale=scale, dataset=data.name, ipcs=ipcs, seed=seed, device=str(device), seeds=SEEDS))
-eval_config = settings.eval_config()
-checkpoints = Path(artifacts_dir) / "mct-checkpoints"
-FIG_A, TAB_B = "Figure (a) accuracy along trajectories", "Table (b) storage"
-FIG_C, TAB_D, TAB_E = "Figure (c) convergence", "Table (d) accuracy", "Table (e) ablations"
-TAB_F = "Table (f) TESLA vs exact gradient"
-# run_config(ipc, mct=..., **changes): this chapter's MTT or MCT settings at this scale
-run_config = functools.partial(mcr.chapter_config, settings, scale=scale)
-
-
+run = ddlib.start_chapter("MCT", params, **SCALE_OVERRIDES.get(scale, {}))
+settings, data, recorder, device = run.settings, run.data, run.recorder, run.device
+# the run's IPCs, seeds, early checkpoint, evaluation and checkpoint folder
+plan = mch.chapter_plan(settings, scale, artifacts_dir)
+ipcs, SEEDS, IPC = list(plan.ipcs), list(plan.seeds), plan.ipc
+FIG_A, TAB_B, FIG_C, TAB_D, TAB_E, TAB_F = mch.EXPERIMENTS
 print(data, f"distillation seeds {SEEDS}", sep="\n")
 
 # %% [markdown]
@@ -256,15 +246,7 @@ net = ddlib.build_expert_model(data, store.config).to(device)
 epochs = list(range(store.num_epochs + 1))
 SGD, CONVEX = "SGD trajectory (MTT)", "convexified trajectory (MCT)"
 mcr.record_paths(recorder, FIG_A, {SGD: experts, CONVEX: convex["path-2"]}, net, data, epochs)
-records = ddlib.read_records(recorder.path)
-fig_a = records[records["experiment"] == FIG_A].assign(expert=lambda f: f["config"].str["expert"])
-curves = fig_a[fig_a["metric"] == "test_acc"].assign(epoch=lambda f: f["config"].str["epoch"])
-per_expert = fig_a[fig_a["metric"] != "test_acc"].pivot_table(
-    index=["method", "expert"], columns="metric", values="value")
-stats_a = per_expert.groupby("method").agg(
-    experts=("drops", "size"), drops=("drops", "sum"), total_drop=("total_drop", "sum"),
-    max_drop=("max_drop", "max"), net_gain=("net_gain", "mean"))
-stats_a["final test_acc"] = curves[curves["epoch"] == epochs[-1]].groupby("method")["value"].mean()
+curves, per_expert, stats_a = mctt.path_statistics(ddlib.read_records(recorder.path), FIG_A)
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Test accuracy of every expert along its SGD trajectory (MTT's buffer, one stored snapshot per epoch) and along its convexified trajectory (MCT: 2 stored models, path-length lambda, the code's smoothing, which with 2 models is none, so both paths end at the same weights), at integer epochs, on the real test set. One line per expert.", "name": "fig-mct-accuracy-along-trajectories"}}
 ax = sns.lineplot(curves, x="epoch", y="value", hue="method", units="expert", estimator=None,
@@ -272,11 +254,7 @@ ax = sns.lineplot(curves, x="epoch", y="value", hue="method", units="expert", es
 ax.set(ylabel="test accuracy (%)", title=f"{data.name}, {scale} scale, {len(experts)} experts");
 
 # %% tags=["hide-input"]
-stats_a.rename(columns={
-    "drops": "drops (count, all experts)", "total_drop": "total drop (pp, all experts)",
-    "max_drop": "largest drop (pp)", "net_gain": "gain epoch 0 to K (pp, mean)",
-    "final test_acc": "final test accuracy (%, mean)"}).round(2).round(
-    {"final test accuracy (%, mean)": 1}).astype({"drops (count, all experts)": int})
+mctt.path_table(stats_a)
 
 # %% [markdown]
 # *Table: how much each kind of path goes down on its way, over all experts (pp: percentage
@@ -290,22 +268,11 @@ stats_a.rename(columns={
 # sentences below state what this run measured and the verdict its interval supports.
 
 # %% tags=["hide-input"]
-drops = per_expert["total_drop"].unstack("method")  # one row per expert
 resolution = 100 / len(data.labels_test)  # one test image, in points
-verdicts_a = mcr.smoothness_verdicts(drops[SGD], drops[CONVEX], resolution)
-falls = curves.sort_values("epoch").groupby(["method", "expert"])["value"].diff() < 0
-conv_falls = sorted(set(curves.loc[falls & (curves["method"] == CONVEX), "epoch"]))
-describe = lambda m: (f"{stats_a.loc[m, 'drops']:.0f} drop(s) totalling "
-                      f"{stats_a.loc[m, 'total_drop']:.1f} points over {len(experts)} experts x "
-                      f"{epochs[-1]} epochs")
-PAPER_A = ("validation accuracy along the convexified trajectory increases monotonically, while "
-           "the SGD trajectory oscillates (a figure, no numbers)")
-OURS_A = {"monotone": f"convexified: {describe(CONVEX)}"
-                      + (f", falling into epoch(s) {conv_falls}" if conv_falls else "")
-                      + f"; one test image is {resolution:.2g} points",
-          "smoother": f"convexified: {describe(CONVEX)}; SGD: {describe(SGD)}"}
-for key, verdict in verdicts_a.items():
-    display(Markdown(ddlib.record_claim(recorder, FIG_A, verdict, ours=OURS_A[key], paper=PAPER_A)))
+claims_a = mcc.path_claims(stats_a, per_expert, curves, resolution, sgd=SGD, convex=CONVEX,
+                           epochs=epochs[-1])
+for verdict, ours in claims_a:
+    display(Markdown(ddlib.record_claim(recorder, FIG_A, verdict, ours=ours, paper=mcc.PAPER_A)))
 
 # %% [markdown]
 # Of the claims in this chapter, these two depend least on the scale: the shape of the accuracy
@@ -337,25 +304,8 @@ K, n = store.num_epochs, len(experts)
 BUFFERS = {"MTT: full buffer": (experts, "full"),
            "MCT: 2 models (paper)": (convex["path-2"], "convexified"),
            "MCT: 4 waypoints (authors' code)": (convex["path-4"], "waypoints")}
-size = dict(num_layers=len(store.layout.names), bytes_per_param=store.dtype.itemsize, epochs=K,
-            waypoints=4)
-for method, (source, kind) in BUFFERS.items():
-    stored = list(source.waypoint_epochs) if kind != "full" else epochs
-    recorder.add(TAB_B, method, "measured_mb", sum(e["nbytes"] for e in source.experts) / 2**20,
-                 config={"experts": n, "epochs": K, "stored_epochs": stored})
-    recorder.add(TAB_B, method, "computed_mb", ddlib.trajectories.convexified.storage_bytes(
-        store.num_params, n, kind=kind, **size) / 2**20, config={"experts": n, "epochs": K})
-KIND_NAMES = {kind: method for method, (_, kind) in BUFFERS.items()}
-PAPER_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "tinyimagenet": "TinyImageNet"}
-for row in mcx.paper_storage() + [r for r in mcx.paper_storage(depths={"tinyimagenet": 3})
-                                  if r["dataset"] == "tinyimagenet"]:
-    depth_3 = row["dataset"] == "tinyimagenet" and row["depth"] == 3
-    name = PAPER_NAMES[row["dataset"]] + (" (depth 3)" if depth_3 else "")
-    recorder.add(TAB_B, KIND_NAMES[row["buffer"]], "buffer_storage_mb", row["mb"],
-                 config={"for_dataset": name, "depth": row["depth"], "computed": True,
-                         "num_params": row["num_params"], "num_experts": 100, "epochs": 50})
+KIND_NAMES = mch.record_storage(recorder, TAB_B, BUFFERS, store, n)  # buffer kind -> row
 records = ddlib.read_records(recorder.path)
-tab_b = records[records["experiment"] == TAB_B].copy()
 published = ddlib.paper_results().query("paper == 'MCT' and table == 'storage'")
 AUTHORS_ROW = {"MTT": "MTT: full buffer", "MCT": "MCT: 4 waypoints (authors' code)",
                "DATM": "DATM (authors only)"}
@@ -377,18 +327,7 @@ paper_b
 # buffer; the authors give none for 2 models or for a depth-3 ConvNet on Tiny ImageNet).*
 
 # %% tags=["remove-input"]
-authors = published.set_index(["method", "dataset"])["value"]
-ours_b = tab_b[tab_b["metric"] == "buffer_storage_mb"]
-ours_b = ours_b.assign(name=ours_b["config"].str["for_dataset"])
-ours_b = ours_b.set_index(["method", "name"])["value"]
-full = KIND_NAMES["full"]
-framing_kb = (authors["MTT", "CIFAR-10"] - ours_b[full, "CIFAR-10"]) / 100 * 1024
-display(Markdown(
-    f"The authors' figures are file sizes: on CIFAR-10 their MTT buffer exceeds the raw tensors by "
-    f"{framing_kb:.0f} KB per expert (`torch.save` framing). Their Tiny ImageNet figure "
-    f"({authors['MTT', 'TinyImageNet']:.0f} MB) matches a depth-3 ConvNet on 64x64 images "
-    f"({ours_b[full, 'TinyImageNet (depth 3)']:.0f} MB computed), not the depth-4 ConvNet MTT "
-    f"trains on Tiny ImageNet ({ours_b[full, 'TinyImageNet']:.0f} MB): the table shows both."))
+display(Markdown(mcc.storage_note(records, TAB_B, published, KIND_NAMES["full"])))
 
 # %% [markdown]
 # **The verdict.** The storage verdict takes each expert as a unit: the ratio of its full file
@@ -398,20 +337,11 @@ display(Markdown(
 # of a short, narrow expert than beside the paper's.
 
 # %% tags=["hide-input"]
-measured = tab_b[tab_b["metric"] == "measured_mb"].set_index("method")["value"]
-computed = tab_b[tab_b["metric"] == "buffer_storage_mb"]
-c10 = computed[computed["config"].str["for_dataset"] == "CIFAR-10"].set_index("method")["value"]
-mtt_mb, mct_mb = authors["MTT", "CIFAR-10"], authors["MCT", "CIFAR-10"]
 full_files, two_files = ([e["nbytes"] for e in s.experts] for s in (experts, convex["path-2"]))
-display(Markdown(ddlib.record_claim(
-    recorder, TAB_B, mcr.storage_verdict(full_files, two_files, K),
-    ours=(f"on disk, {n} experts x {K} epochs: {measured[full]:.2f} MB vs "
-          f"{measured[KIND_NAMES['convexified']]:.2f} MB (ideal ratio (K+1)/2 = "
-          f"{(K + 1) / 2:.1f}); "
-          f"computed for CIFAR-10 at 50 epochs: {c10[full] / c10[KIND_NAMES['convexified']]:.1f}x "
-          f"with 2 models, {c10[full] / c10[KIND_NAMES['waypoints']]:.1f}x with 4 waypoints"),
-    paper=(f"~50 models to 2, about 25x; authors' code with 4 waypoints on CIFAR-10: "
-           f"{mtt_mb:.0f} MB vs {mct_mb:.0f} MB, {mtt_mb / mct_mb:.1f}x"))))
+verdict_b = mcr.storage_verdict(full_files, two_files, K)
+ours_b, paper_text_b = mcc.storage_claim_texts(records, TAB_B, published, KIND_NAMES,
+                                               num_experts=n, epochs=K)
+display(Markdown(ddlib.record_claim(recorder, TAB_B, verdict_b, ours=ours_b, paper=paper_text_b)))
 
 # %% [markdown]
 # ## Distilling with MTT and with MCT
@@ -428,20 +358,8 @@ display(Markdown(ddlib.record_claim(
 # last good set).
 
 # %% tags=["hide-input"]
-methods = {ipc: {"MTT": (experts, run_config(ipc, mct=False)),
-                 "MCT": (convex["path-2"], run_config(ipc, mct=True))} for ipc in ipcs}
-runs = {}
-for ipc in ipcs:
-    early = [EARLY] if ipc == IPC and EARLY < settings.iterations else []
-    runs[ipc] = mcr.distill_seeds(data, methods[ipc], SEEDS, eval_config=eval_config,
-                                  folder=checkpoints, eval_at=early, device=device)
-    mcr.record_runs(recorder, TAB_D, runs[ipc], ipc=ipc)
-    mcr.record_initial_sets(recorder, [TAB_D] + [FIG_C] * (ipc == IPC), data, experts,
-                            methods[ipc]["MTT"][1], SEEDS, eval_config=eval_config, device=device)
-for iteration in (EARLY, settings.iterations):
-    mcr.record_runs(recorder, FIG_C, runs[IPC], ipc=IPC, iteration=iteration, at_label=True)
-stopped = {key: r.stopped_reason for ipc in ipcs for key, r in runs[ipc].items() if r.stopped}
-print("runs that stopped early:", stopped or "none")
+runs = mch.distill_main(recorder, data, experts, convex["path-2"], plan, device=device)
+print("runs that stopped early:", mch.stopped_runs(runs) or "none")
 
 # %% [markdown]
 # ## Figure (c): convergence
@@ -476,19 +394,9 @@ mctt.convergence_table(fig_c)
 # more accurate than MTT at the end (it reaches MTT's final accuracy in fewer iterations).
 
 # %% tags=["hide-input"]
-label = mcr.checkpoint_label
-PAPER_C = ("under the same accuracy threshold MCT needs far fewer distillation iterations than "
-           "MTT (a figure, no numbers)")
-CLAIMS_C = [("MCT is more accurate than MTT early in distillation",
-             label("MCT", EARLY), label("MTT", EARLY)),
-            ("MCT reaches MTT's final accuracy in fewer iterations",
-             label("MCT", EARLY), label("MTT", settings.iterations))]
-for claim, a, b in CLAIMS_C:
-    verdict = ddlib.compare_methods(recorder, FIG_C, claim, a, b, ipc=IPC)
-    ours = f"IPC {IPC}, last-epoch accuracy: " + mcr.describe_methods(
-        recorder, FIG_C, [a, b], ipc=IPC)
-    display(Markdown(ddlib.record_claim(recorder, FIG_C, verdict, ours=ours, paper=PAPER_C,
-                                        ipc=IPC)))
+claims_c = mcc.convergence_comparisons(IPC, plan.early, settings.iterations)
+for text in mcc.record_comparisons(recorder, FIG_C, claims_c):
+    display(Markdown(text))
 
 # %% [markdown]
 # ## Table (d): accuracy at each IPC
@@ -526,18 +434,8 @@ mcr.accuracy_table(records, TAB_D, published=PUBLISHED_D,
 # from (a sanity check every paper of this family passes by a wide margin at IPC 1).
 
 # %% tags=["hide-input"]
-PAPER_MTT = "MCT above MTT at IPC 1, 10 and 50 on CIFAR-10, CIFAR-100 and Tiny ImageNet"
-PAPER_RANDOM = ("every distiller of the papers far above random real images at IPC 1 (AST's "
-                f"Table 3 on CIFAR-10: MTT {T3['MTT', 1]:.1f} %, random {T3['Random', 1]:.1f} %)")
-for ipc in ipcs:
-    for a, b, paper in (("MCT", "MTT", PAPER_MTT), ("MCT", "Random", PAPER_RANDOM),
-                        ("MTT", "Random", PAPER_RANDOM)):
-        claim = f"{a} beats {'random real images' if b == 'Random' else b} at IPC {ipc}"
-        verdict = ddlib.compare_methods(recorder, TAB_D, claim, a, b, ipc=ipc)
-        ours = f"IPC {ipc}, last-epoch accuracy: " + mcr.describe_methods(
-            recorder, TAB_D, [a, b], ipc=ipc)
-        display(Markdown(ddlib.record_claim(recorder, TAB_D, verdict, ours=ours, paper=paper,
-                                            ipc=ipc)))
+for text in mcc.record_comparisons(recorder, TAB_D, mcc.accuracy_comparisons(ipcs, T3)):
+    display(Markdown(text))
 
 # %% [markdown]
 # ## Table (e): ablations
@@ -558,26 +456,16 @@ for ipc in ipcs:
 # which were left out.
 
 # %% tags=["hide-input"]
-ABLATIONS = {"MCT w/o continuous sampling": ("path-2", {"sampling": "integer"}),
-             "MCT, uniform lambda": ("uniform-2", {}), "MCT, authors' waypoints": ("path-4", {})}
-rows_e = ABLATION_ROWS.get(scale, tuple(ABLATIONS))
-ablations = {name: (convex[variant],
-                    run_config(IPC, mct=True, iterations=settings.ablation_length, **changes))
-             for name, (variant, changes) in ABLATIONS.items() if name in rows_e}
-ablation_runs = mcr.distill_seeds(data, ablations, SEEDS, eval_config=eval_config,
-                                  folder=checkpoints, device=device)
+ablations, skipped = mch.ablation_methods(convex, plan, ABLATION_ROWS.get(scale))
+ablation_runs = mcr.distill_seeds(data, ablations, SEEDS, eval_config=plan.eval_config,
+                                  folder=plan.checkpoints, device=device)
 mcr.record_runs(recorder, TAB_E, runs[IPC], ipc=IPC, iteration=settings.ablation_length)
 mcr.record_runs(recorder, TAB_E, ablation_runs, ipc=IPC)
-skipped = [name for name in ABLATIONS if name not in rows_e]
 print("ablation rows not run at this scale (time budget):", skipped or "none")
 records = ddlib.read_records(recorder.path)
-# The paper gives directions, no numbers: its column says which.
-PAPER_E = {"MTT": "below MCT", "MCT": "best", "MCT w/o continuous sampling": "below MCT",
-           "MCT, uniform lambda": "an ablation of MCT's path-length lambda",
-           "MCT, authors' waypoints": "the code's default; the paper stores 2 models"}
 
 # %%
-mcr.accuracy_table(records, TAB_E, published={(m, IPC): text for m, text in PAPER_E.items()},
+mcr.accuracy_table(records, TAB_E, published={(m, IPC): text for m, text in mcc.PAPER_E.items()},
                    paper_column="paper (direction, no numbers)")
 
 # %% [markdown]
@@ -593,37 +481,13 @@ mcr.accuracy_table(records, TAB_E, published={(m, IPC): text for m, text in PAPE
 # $\lambda$, against the uniform one.
 
 # %% tags=["hide-input"]
-FULL, INTEGER, UNIFORM, WAYPOINTS = "MCT", *ABLATIONS
-CLAIMS_E = {
-    INTEGER: ("continuous sampling beats integer start epochs on the convexified trajectory",
-              "convexified trajectory + continuous sampling is best; without it, fewer sampling "
-              "points"),
-    UNIFORM: ("the path-length lambda beats uniform lambda = t/K",
-              "MCT maps epoch t to the cumulative share of each layer's path length; uniform "
-              "lambda is one of its ablations (a summary of the paper reads the ablation the other "
-              "way: uniform 'most effective')")}
-for row, (claim, paper) in CLAIMS_E.items():
-    if row in ablations:
-        verdict = ddlib.compare_methods(recorder, TAB_E, claim, FULL, row, ipc=IPC)
-        ours = f"IPC {IPC}, last-epoch accuracy: " + mcr.describe_methods(
-            recorder, TAB_E, [FULL, row], ipc=IPC)
-        display(Markdown(ddlib.record_claim(recorder, TAB_E, verdict, ours=ours, paper=paper,
-                                            ipc=IPC)))
-if WAYPOINTS in ablations:  # "2 models suffice": the waypoints gain less than MARGIN points
-    MARGIN = 1.0
-    gain = (ddlib.method_values(recorder, TAB_E, WAYPOINTS, ipc=IPC)
-            - ddlib.method_values(recorder, TAB_E, FULL, ipc=IPC))
-    verdict = ddlib.threshold_verdict(
-        f"the authors' waypoints gain less than {MARGIN:g} point over 2 stored models", gain,
-        MARGIN, direction="less", name="MCT (waypoints) - MCT (2 models)", unit="points")
-    ours = f"IPC {IPC}, last-epoch accuracy: " + mcr.describe_methods(
-        recorder, TAB_E, [FULL, WAYPOINTS], ipc=IPC)
-    display(Markdown(ddlib.record_claim(
-        recorder, TAB_E, verdict, ours=ours, ipc=IPC,
-        paper="2 stored models suffice (the paper); the authors' code stores 4 waypoints")))
+texts_e = mcc.record_comparisons(recorder, TAB_E, mcc.ablation_comparisons(ablations, IPC))
+if "MCT, authors' waypoints" in ablations:  # "2 models suffice": a threshold, not a pairing
+    texts_e.append(mcc.record_waypoint_claim(recorder, TAB_E, ipc=IPC))
 if skipped:
-    display(Markdown(f"Not run at this scale, to fit its time budget: {', '.join(skipped)}; "
-                     "their claims are checked at `paper` scale."))
+    texts_e.append(mcc.skipped_text(skipped))
+for text in texts_e:
+    display(Markdown(text))
 
 # %% [markdown]
 # ## Table (f): the code's TESLA gradient against the exact gradient
@@ -646,25 +510,13 @@ if skipped:
 # only from the cross-step terms, and this scale runs fewer inner steps than the paper.
 
 # %% tags=["hide-input"]
-agreement_config = run_config(IPC, mct=True)
+agreement_config = plan.config(IPC, mct=True)
 STARTS = {"initial images": None, "distilled MCT set of (d)": runs[IPC]["MCT", SEEDS[0]].synthetic}
-METRICS_F = ("cosine", "relative_difference", "norm_exact", "norm_tesla", "lr_grad_exact",
-             "lr_grad_tesla")
-for images, start_from in STARTS.items():
-    for row in mcx.gradient_agreement(data, convex["path-2"], agreement_config, SEEDS[0],
-                                      iterations=3, start_from=start_from, device=device):
-        for metric in METRICS_F:
-            recorder.add(TAB_F, "MCT", metric, row[metric], ipc=IPC, config=agreement_config,
-                         distill_seed=SEEDS[0], images=images, iteration=row["iteration"],
-                         start_epoch=row["start_epoch"])
+mch.record_agreement(recorder, TAB_F, data, convex["path-2"], agreement_config, SEEDS[0], STARTS,
+                     ipc=IPC, device=device)
 
 # %% tags=["hide-input"]
-records = ddlib.read_records(recorder.path)
-tab_f = records[records["experiment"] == TAB_F]
-tab_f = tab_f.assign(images=tab_f["provenance"].str["images"],
-                     iteration=tab_f["provenance"].str["iteration"])
-table_f = tab_f.pivot_table(index=["images", "iteration"], columns="metric", values="value",
-                            sort=False)
+table_f = mctt.agreement_table(ddlib.read_records(recorder.path), TAB_F)
 table_f.round(4)
 
 # %% [markdown]
@@ -673,14 +525,7 @@ table_f.round(4)
 # both gradients of the learned step size (`lr_grad_*`).*
 
 # %% tags=["remove-input"]
-spread = table_f.groupby(level="images", sort=False)[["cosine", "relative_difference"]].agg(
-    ["min", "max"])
-display(Markdown(
-    f"With {agreement_config.syn_steps} inner steps at IPC {IPC}, the TESLA image gradient has "
-    + "; ".join(f"cosine {r[('cosine', 'min')]:.3f} to {r[('cosine', 'max')]:.3f} with the exact "
-                f"one and differs from it by {r[('relative_difference', 'min')]:.0%} to "
-                f"{r[('relative_difference', 'max')]:.0%} of its norm from the {name}"
-                for name, r in spread.iterrows()) + "."))
+display(Markdown(mcc.agreement_text(table_f, agreement_config.syn_steps, IPC)))
 
 # %% tags=["remove-cell"]
 recorder.finish();  # the run is complete: the summary reads only complete runs

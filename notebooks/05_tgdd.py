@@ -111,8 +111,6 @@ out_dir: str = "results/05_tgdd"  # this run's records (one file per run)
 artifacts_dir: str = "artifacts"  # caches shared by chapters: experts, checkpoints
 
 # %% tags=["hide-input"]
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -120,29 +118,21 @@ import torch
 from IPython.display import Markdown, display
 
 import ddlib
-from ddlib.chapters import tgdd_analysis as tga
-from ddlib.chapters import tgdd_experiments as tge
-from ddlib.chapters import tgdd_page as tgp
-from ddlib.chapters import tgdd_reporting as tgr
+from ddlib.chapters import tgdd_analysis as tga, tgdd_experiments as tge, tgdd_page as tgp
+from ddlib.chapters import tgdd_reporting as tgr, tgdd_setup as tgs
 from ddlib.chapters.scales import subset_per_class
 from ddlib.results.seeded import STATISTIC_METRICS
 
+# %% tags=["hide-input"]
 sns.set_theme(style="whitegrid")
 pd.set_option("display.max_colwidth", 90)
 # every parameter checked before any compute
 params = ddlib.chapter_params(scale, dataset=dataset, ipcs=ipcs, seed=seed, device=device,
                               data_root=data_root, out_dir=out_dir, artifacts_dir=artifacts_dir)
-settings, device = params.settings(), params.device
-knobs = tge.CHAPTER_KNOBS[scale]  # the chapter's own settings (batch_real, protocols, analyses)
-if device.type == "cpu":
-    torch.set_num_threads(1)  # as every chapter: shared experts bit-identical whoever trains them
-data = ddlib.load_scaled_dataset(settings, data_root, device)
-params = {"ipcs": list(settings.ipcs), "seed": seed, "seeds": list(settings.seeds)}
-recorder = ddlib.Recorder(out_dir, "TGDD", scale, data.name, device, params=params)
-run_dir = Path(artifacts_dir) / "tgdd-runs"
-published = ddlib.paper_results().query("paper == 'TGDD'")
-ddlib.write_json(Path(out_dir, "config.json"),
-                 {"settings": settings.to_dict(), "knobs": knobs.to_dict()})
+run = ddlib.start_chapter("TGDD", params)  # one CPU thread: shared experts bit-identical
+settings, data, recorder, device = run.settings, run.data, run.recorder, run.device
+setup = tgs.chapter_setup(run)  # the chapter's own settings (batch_real, protocols, analyses)
+knobs, published, run_dir = setup.knobs, setup.published, setup.run_dir
 print(data)
 print(f"device: {device}; torch threads: {torch.get_num_threads()}; records: {recorder.path}")
 
@@ -195,22 +185,8 @@ tgp.table_view(tgp.settings_table(paper_run, this_run, f"this run ({scale})"),
 # does the same work), so it does not depend on whether the expert cache was warm.
 
 # %% tags=["hide-input"]
-expert_configs = {"TGDD": settings.expert_config("tgdd"), "MTT": settings.expert_config("mtt")}
-num_mtt = settings.num_experts if knobs.mtt_accuracy else 1
-counts = {"TGDD": settings.num_experts, "MTT": num_mtt}
-stores = {name: ddlib.cached_experts(artifacts_dir, data, config, counts[name], seed, device=device,
-                                     progress=False) for name, config in expert_configs.items()}
-pretrain = tge.pretraining_costs(data, expert_configs, settings.num_experts, seed, device=device)
-for name, store in stores.items():
-    for k, expert in enumerate(store.experts):
-        config = {**expert_configs[name].to_dict(), "expert_seed": expert["seed"]}
-        recorder.add("experts", f"{name} expert", "expert_acc", 100 * expert["test_accuracy"][-1],
-                     config=config, expert=k)
-for name, cost in pretrain.items():
-    recorder.add("Figure 1", name, "pretrain_time_s", cost.wall_time_s,
-                 memory_method=cost.memory_method)
-    recorder.add("Figure 1", name, "pretrain_peak_memory_mb", cost.peak_memory_mb,
-                 memory_method=cost.memory_method)
+experts = tgs.chapter_experts(data, settings, knobs, recorder, artifacts_dir, seed, device=device)
+expert_configs, stores, pretrain = experts.configs, experts.stores, experts.pretrain
 chapter = tge.TGDDChapter(data, settings, knobs, stores, pretrain, recorder, run_dir, device)
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Test accuracy of the TGDD and MTT experts after every epoch; TGDD's experts use momentum, weight decay, a step schedule, DiffAug and CutMix (the authors' code), MTT's plain SGD.", "name": "fig-tgdd-experts"}}
@@ -295,18 +271,10 @@ tgp.accuracy_view(records, published, "main table", what="Main table at this sca
 
 # %% tags=["remove-input"]
 best = STATISTIC_METRICS["best"]  # the statistic TGDD's code reports
-low = min(settings.ipcs)
-sanity = "a sanity check: a distiller should beat real images"
-for name in ("DM", "TGDD"):
-    claim = f"{name} beats random real images at IPC {low}"
-    display(Markdown(tgr.judge(recorder, "main table", claim, name, "Random", paper=sanity,
-                               metric=best, ipc=low)))
-for rival in ("DM", "MTT") if knobs.mtt_accuracy else ("DM",):
-    paper = tgr.paper_pairs(published, "main table", "TGDD", rival)
-    for ipc in settings.ipcs:
-        claim = f"TGDD beats {rival} at IPC {ipc}"
-        display(Markdown(tgr.judge(recorder, "main table", claim, "TGDD", rival, paper=paper,
-                                   metric=best, ipc=ipc)))
+rivals = ("DM", "MTT") if knobs.mtt_accuracy else ("DM",)
+for sentence in tgr.main_table_claims(recorder, published, settings.ipcs, metric=best,
+                                      rivals=rivals):
+    display(Markdown(sentence))
 
 # %% [markdown]
 # At `mini` every distiller starts from one real image per class of an easy data set and runs
@@ -352,21 +320,7 @@ tgp.table_view(tgp.cost_table(records, accuracy_metric=best),
                "has no accuracy). Pre-training columns: this run's experts, per method.")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Figure 1 at this scale: best-of-tests accuracy, wall time of distillation plus the pre-training of as many experts as the paper counts, and peak memory of the distillation, against images per class (mean over seeds).", "name": "fig-tgdd-cost"}}
-shown = [best, "distill_time_s", "time_s", "time_paper_experts_s", "peak_memory_mb"]
-fig1 = records[(records["experiment"].isin(["Figure 1", "main table"]))
-               & records["metric"].isin(shown) & records["ipc"].notna()]
-fig1 = fig1.assign(ipc=fig1["ipc"].astype(int))
-labels = {best: "test accuracy, best of tests (%)",
-          "time_paper_experts_s": "time incl. pre-training (s)",
-          "peak_memory_mb": "peak memory of the distillation (MB)"}
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-for ax, (metric, label) in zip(axes, labels.items()):
-    sns.lineplot(fig1[fig1["metric"] == metric], x="ipc", y="value", hue="method", marker="o",
-                 errorbar=None, ax=ax)
-    ax.set(xscale="log", xlabel="images per class", ylabel=label, xticks=list(settings.ipcs),
-           xticklabels=list(settings.ipcs))
-fig.suptitle(f"{data.name}, {scale} scale")
-plt.tight_layout()
+fig = tgp.cost_figure(records, settings.ipcs, metric=best, title=f"{data.name}, {scale} scale")
 
 # %% [markdown]
 # **What it shows.** Timings on a shared CPU are noisy, so the claims use the ratio TGDD / MTT
@@ -516,33 +470,15 @@ for label in cross_archs:
 # are shown beside the paper's without a verdict: one seed gives no interval.
 
 # %% tags=["hide-input"]
-imagenet = published[published["table"] == "ImageNet subsets"]
-layout = {"index": "dataset", "columns": "method", "prefix": "paper: "}
 if scale == "paper":
-    for label in dict.fromkeys(imagenet["dataset"]):
-        sub = ddlib.load_dataset(label, data_root=data_root or None).to(device)
-        sub_dir = Path(out_dir) / "imagenet" / sub.name
-        sub_recorder = ddlib.Recorder(sub_dir, "TGDD", scale, sub.name, device,
-                                      params={"seed": seed})
-        sub_store = ddlib.cached_experts(artifacts_dir, sub, ddlib.ExpertConfig.tgdd(epochs=80),
-                                         settings.num_experts, seed, device=device, progress=False)
-        sub_chapter = tge.TGDDChapter(sub, settings, knobs, {"TGDD": sub_store}, pretrain,
-                                      sub_recorder, run_dir, device)
-        syn, _ = sub_chapter.distill("TGDD", 10, seed, lr_img_per_ipc=0.1)
-        sub_chapter.evaluate("ImageNet subsets", "TGDD", syn, seed, ipc=10)
-        sub_recorder.finish()
-    sub_records = ddlib.read_records(Path(out_dir) / "imagenet")
-    ours = sub_records[sub_records["metric"] == best].groupby("dataset")["value"].mean().round(1)
-    table = tgp.paper_table(published, "ImageNet subsets", **layout)
-    mine = [ours.get(ddlib.data.canonical_name(d)) for d in table["dataset"]]
-    table.insert(1, "ours: TGDD (best of tests)", ["–" if v is None else f"{v:.1f}" for v in mine])
-    unverified = " (UNVERIFIED)" if imagenet["unverified"].any() else ""
-    display(tgp.table_view(table, "ImageNet subsets at IPC 10: our TGDD (one seed, best of tests) "
-                           f"beside the paper's numbers{unverified}; not in the paper: no number."))
+    sub_records = tgs.imagenet_subsets(chapter, published, scale=scale, seed=seed, out_dir=out_dir,
+                                       artifacts_dir=artifacts_dir, data_root=data_root)
+    display(tgp.imagenet_view(published, sub_records, metric=best))
 else:
     display(Markdown(f"**Not run at `{scale}` scale** (needs the ImageNet subsets and a GPU)."))
     display(tgp.paper_view(published, "ImageNet subsets", "The paper's ImageNet subsets: test "
-                           "accuracy (%) at IPC 10 (ConvNet-5, best of tests).", **layout))
+                           "accuracy (%) at IPC 10 (ConvNet-5, best of tests).",
+                           **tgp.IMAGENET_LAYOUT))
 
 # %% [markdown]
 # ## Figure 2: synthetic features along the training trajectory
@@ -571,22 +507,14 @@ else:
 
 # %% tags=["hide-input"]
 analysis_ipc, analysis_seed = knobs.analysis_ipc, settings.seeds[0]
-analysis_sets = {name: chapter.distill(name, analysis_ipc, analysis_seed,
-                                       iterations=knobs.analysis_iterations)[0]
-                 for name in ("DM", "TGDD")}
-analysis_sets["random real"] = ddlib.random_coreset(data, analysis_ipc, analysis_seed)
+analysis_sets = chapter.analysis_sets(analysis_ipc, analysis_seed)
 expert = stores["MTT"].trajectory(0)  # held out: neither DM nor TGDD trained against it
 stages = tga.stage_epochs(expert.num_epochs, knobs.stages)
 probe_net = ddlib.build_expert_model(data, expert_configs["MTT"]).to(device)
 real = subset_per_class(data, knobs.real_per_class, None)
-for row in tge.analysis_metrics(probe_net, expert, stages, analysis_sets, real):
-    figure = {"silhouette": "Figure 2", "coverage_distance": "Figure 5"}.get(row["metric"],
-                                                                           "Figure 4")
-    recorder.add(figure, row["method"], row["metric"], row["value"], ipc=analysis_ipc,
-                 distill_seed=analysis_seed, config={"epoch": row["epoch"]}, epoch=row["epoch"])
-records = ddlib.read_records(recorder.path)
-analysis = records[records["experiment"].isin(["Figure 2", "Figure 4", "Figure 5"])].assign(
-    epoch=lambda f: f["config"].map(lambda c: c["epoch"]))
+measures = tge.analysis_metrics(probe_net, expert, stages, analysis_sets, real)
+tgs.record_analysis(recorder, measures, ipc=analysis_ipc, seed=analysis_seed)
+analysis = tgp.analysis_records(ddlib.read_records(recorder.path))
 tgp.table_view(tgp.stage_table(analysis, "Figure 2"),
                f"Figure 2 as a number: silhouette of each set's synthetic features by class, in "
                f"the held-out expert's snapshot at each epoch (IPC {analysis_ipc}, one seed).")

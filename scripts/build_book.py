@@ -38,7 +38,8 @@ AGGREGATORS = ("06_summary",)
 # Chapters that take longest at mini scale start first, so two workers finish close together.
 LONGEST_FIRST = ("03_ast", "05_tgdd", "04_mct", "02_baselines")
 # Files outside notebooks/ and ddlib/ that a notebook reads: a change re-executes it.
-EXTRA_INPUTS = {"07_performance": ("benchmarks/results/bench.json", "benchmarks/reference.json")}
+EXTRA_INPUTS = {"07_performance": ("benchmarks/results/bench.json", "benchmarks/reference.json",
+                                   "benchmarks/results/side_by_side.json", "benchmarks/measured/side_by_side.json")}
 
 
 def tree_hash(folder: Path, pattern: str = "*.py") -> str:

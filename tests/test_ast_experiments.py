@@ -10,7 +10,7 @@ from ddlib.chapters import ast_experiments as astx
 from ddlib.methods.ast_components import SmoothExpertLoss, average_variation, representative_init
 from ddlib.evaluation.runner import EvalConfig
 from ddlib.trajectories.experts import ExpertConfig
-from ddlib.methods.mtt import MTTConfig
+from ddlib.methods.mtt_config import MTTConfig
 from ddlib.core.train import cross_entropy_hook
 from ddlib.trajectories.trajectory_store import generate_experts
 

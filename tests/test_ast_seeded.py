@@ -1,4 +1,5 @@
 """The AST chapter's seeded runs (ddlib.chapters.ast_seeded) and its records and verdicts (ddlib.chapters.ast_claims)."""
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -182,3 +183,135 @@ def test_student_lr_from_the_experts_or_the_scale():
         assert runs.mtt_config(1, variant="momentum+GP+clip", lr_teacher=0.5).lr_teacher == 0.5  # explicit wins
     with pytest.raises((TypeError, ValueError), match="student_lr"):
         sx.ASTPlan(student_lr="fast")
+
+
+# ddlib.chapters.ast_chapter: the chapter's set-up, groups of claims and Table 5, moved out of the notebook.
+
+def _seeded(base, shifts):
+    """Three seeds' evaluations (two networks each), ``base`` accuracy plus each seed's shift."""
+    return {s: _result([base + d - 0.05] * 2, [base + d] * 2) for s, d in enumerate(shifts)}
+
+
+def _chapter_run(tmp_path, scale, ipcs="1"):
+    from ddlib.chapters import scales
+    from ddlib.chapters.session import ChapterRun
+
+    params = ddlib.chapter_params(scale, ipcs=ipcs, seed=3, device="cpu", out_dir=tmp_path / "out",
+                                  artifacts_dir=tmp_path / "art")
+    data = scales.subset_per_class(ddlib.load_dataset("digits"), 4, 2)
+    recorder = ddlib.Recorder(params.out_dir, "AST", scale, data.name, "cpu")
+    return ChapterRun(params=params, settings=params.settings(), data=data, recorder=recorder)
+
+
+def test_start_ast_builds_the_chapters_runs(tmp_path):
+    from ddlib.chapters import ast_chapter as ac
+
+    run = _chapter_run(tmp_path, "smoke", "2")
+    setup = ac.start_ast(run)
+    assert setup.plan == sx.ASTPlan.for_scale("smoke") and setup.runs.plan is setup.plan
+    assert (setup.ablation_ipc, setup.cross_ipc) == (2, 2)  # below paper scale: the run's first IPC
+    assert setup.eval_config == run.settings.eval_config("ast") and setup.runs.eval_config == setup.eval_config
+    assert setup.runs.seed == 3 and setup.runs.preset == "code" and setup.runs.seeds == run.seeds
+    assert setup.runs.run_dir == tmp_path / "art" / "ast-runs" and setup.runs.artifacts_dir == tmp_path / "art"
+    assert setup.zca is None and setup.runs.zca is None  # smoke's MTT settings never whiten
+    paper = ac.start_ast(_chapter_run(tmp_path, "paper"))
+    assert (paper.ablation_ipc, paper.cross_ipc) == (10, 50)  # the paper's CIFAR-100 IPC 10 and Table 4's IPC 50
+    assert isinstance(paper.zca, ddlib.ZCA) and paper.runs.zca is paper.zca  # CIFAR-10 IPC 1 and 10 whiten
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setup.cross_ipc = 5
+
+
+def test_table3_claims_in_order_against_the_strongest_baseline(recorder):
+    from ddlib.chapters import ast_chapter as ac
+
+    published = ddlib.paper_results().query("paper == 'AST'")
+    for method, base in (("AST", 0.8), ("MTT", 0.7), ("DM", 0.6), ("Random", 0.4), ("Herding", 0.65),
+                         ("Forgetting", 0.5)):
+        cx.record_outcomes(recorder, "Table 3", method, _seeded(base, (0.0, 0.02, -0.01)), ipc=1)
+    sentences = ac.table3_claims(recorder, published, "mnist5k", 1)
+    claims = ddlib.read_records(recorder.path).query("metric == 'claim_verdict'")
+    assert len(sentences) == 6 and list(claims["config"].map(lambda c: c["claim"])) == [
+        "AST beats MTT at IPC 1", "MTT beats random real images at IPC 1", "AST beats random real images at IPC 1",
+        "DM beats random real images at IPC 1", "AST beats the coresets and DM at IPC 1", "MTT beats DM at IPC 1"]
+    assert "(Herding, by mean)" in claims.iloc[4]["config"]["paper"]  # the strongest of the four at this scale
+    assert claims.iloc[0]["config"]["paper"] == _table3_cells(published, "AST", "MTT")
+    assert all(c["verdict"] == "holds" for c in claims["config"])  # every seed: 10 points apart or more
+
+
+def _table3_cells(published, a, b):
+    from ddlib.chapters.ast_tables import table3_cells
+
+    return table3_cells(published, "mnist5k", a, b, 1)
+
+
+def test_table6_claims_follow_the_planned_kinds(recorder):
+    from ddlib.chapters import ast_chapter as ac
+
+    published = ddlib.paper_results().query("paper == 'AST'")
+    names = {v: astx.TABLE6_NAMES[v] for v in ("SGD", "SGD+momentum", "momentum+GP+clip")}
+    for variant, (avg_var, acc) in {"SGD": ([1.0, 1.0], [50, 51]), "SGD+momentum": ([4.0, 3.0], [55, 54]),
+                                    "momentum+GP+clip": ([0.5, 0.6], [53, 52])}.items():
+        cx.record_experts(recorder, "Table 6", names[variant], {"avg_var": avg_var, "expert_acc": acc}, ipc=1)
+        cx.record_outcomes(recorder, "Table 6", names[variant], _seeded(acc[0] / 100, (0.0, 0.01, 0.02)), ipc=1)
+    sentences = ac.table6_claims(recorder, published, names, 1)
+    claims = ddlib.read_records(recorder.path).query("metric == 'claim_verdict'")
+    assert len(sentences) == 4 and [c["claim"] for c in claims["config"]] == [
+        "momentum alone multiplies Avg Var more than 2x over SGD",
+        "momentum+GP+clip experts are smoother than SGD+momentum experts",  # no momentum+GP row planned
+        "smooth experts are more accurate than SGD experts", "smooth experts distil better than SGD experts"]
+    assert claims.iloc[0]["value"] == pytest.approx(np.mean(np.log([4.0, 3.0])) - math.log(2))
+    sgd, mom = (_table6_avg_var(published, names[v]) for v in ("SGD", "SGD+momentum"))
+    assert claims.iloc[0]["config"]["paper"] == f"x{mom / sgd:.0f} (CIFAR-100)"
+    with pytest.raises(ValueError, match=r"expected Table 6 rows of \['SGD\+momentum'\]"):
+        ac.table6_claims(recorder, published, {v: names[v] for v in ("SGD", "momentum+GP+clip")}, 1)
+
+
+def _table6_avg_var(published, row):
+    from ddlib.chapters.ast_tables import published_value
+
+    return published_value(published, "Table 6", row, "avg_var", dataset="CIFAR-100")
+
+
+def test_figure7_claim_reads_the_two_points_of_the_curves(recorder):
+    from ddlib.chapters import ast_chapter as ac
+
+    cx.record_curves(recorder, "Figure 7", "AST", "best_test_acc", {0: ([0, 5, 10], [40, 60, 70]),
+                     1: ([0, 5, 10], [42, 61, 72])}, x_name="iteration", ipc=1)
+    cx.record_curves(recorder, "Figure 7", "MTT", "best_test_acc", {0: ([0, 5, 10], [20, 50, 58]),
+                     1: ([0, 5, 10], [21, 52, 57])}, x_name="iteration", ipc=1)
+    sentence = ac.figure7_claim(recorder, 1, 5, 10)
+    assert "AST reaches MTT's final accuracy within 5 of 10 iterations (IPC 1)" in sentence
+    assert cx.seed_values(recorder, "Figure 7", "AST after 5 iterations", "best_so_far", ipc=1) == {0: 60, 1: 61}
+    assert cx.seed_values(recorder, "Figure 7", "MTT after 10 iterations", "best_so_far", ipc=1) == {0: 58, 1: 57}
+    claim = ddlib.read_records(recorder.path).query("metric == 'claim_verdict'").iloc[-1]
+    assert claim["value"] == pytest.approx(np.mean([2.0, 4.0]))
+    with pytest.raises(ValueError, match="no point iteration=7"):
+        ac.figure7_claim(recorder, 1, 7, 10)
+
+
+def test_table5_runs_only_at_paper_scale(tmp_path, monkeypatch):
+    from ddlib.chapters import ast_chapter as ac
+
+    published = ddlib.paper_results().query("paper == 'AST'")
+    params = ddlib.chapter_params("mini", device="cpu", out_dir=tmp_path / "mini", artifacts_dir=tmp_path / "art")
+    shown = ac.table5(params, runs=None, published=published)  # nothing run below paper scale
+    assert shown.data["ours"].unique().tolist() == ["not run at mini scale"]
+    calls = []
+
+    def fake_subset(data, settings, ipc, seed, **kwargs):
+        calls.append((data.name, ipc, seed, kwargs["folder"]))
+        return {"MTT": _result([0.3], [0.4]), "AST": _result([0.5], [0.6 + ipc / 100])}
+
+    monkeypatch.setattr(ac, "load_dataset", lambda name, data_root=None: SimpleNamespace(
+        name=name, to=lambda device: SimpleNamespace(name=name)))
+    monkeypatch.setattr(ac, "run_subset", fake_subset)
+    params = ddlib.chapter_params("paper", device="cpu", seed=4, out_dir=tmp_path / "paper",
+                                  artifacts_dir=tmp_path / "art")
+    runs = SimpleNamespace(device="cpu", settings=None, artifacts_dir=tmp_path / "art", eval_config=None,
+                           run_dir=tmp_path / "runs")
+    table = ac.table5(params, runs, published)
+    assert calls == [(s, ipc, 4, tmp_path / "runs") for s in astx.IMAGENET_SUBSETS for ipc in (1, 10)]
+    assert all(any((tmp_path / "paper" / s).iterdir()) for s in astx.IMAGENET_SUBSETS)  # one recorder each
+    assert len(table) == len(astx.IMAGENET_SUBSETS) * 2 * 2  # data set x method x IPC
+    ast10 = table[(table["method"] == "AST") & (table["ipc"].astype(str) == "10")].iloc[0]
+    assert ast10["ours"].startswith("70")  # best of tests (60 % + 10) beside the paper's accuracy

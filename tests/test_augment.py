@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from ddlib.data.augment import DSA, DSAConfig, DSAParams, GROUPS
+from ddlib.data.augment import DSA
+from ddlib.data.dsa_params import DSAConfig, DSAParams, GROUPS
 from ddlib.core.runtime import make_generator
 
 
@@ -243,6 +244,16 @@ def test_crop_shifts_content_by_the_drawn_offset_with_zero_fill():
     # Output (i, j) reads input (i + 2, j - 1): content moves up 2 and right 1.
     torch.testing.assert_close(out[..., :6, 1:], x[..., 2:, :7])
     assert (out[..., 6:, :] == 0).all() and (out[..., :, :1] == 0).all()
+
+
+def test_one_channel_crop_is_contiguous_with_unchanged_values():
+    """An MNIST batch (C = 1) comes back in NCHW memory order (not channels-last strides, which
+    ``.contiguous()`` would have left in place) and holds the crop of each channel of a wider batch."""
+    x3 = images(4, c=3, h=8, w=8)
+    params = params_for(x3, "crop", crop=torch.tensor([[1, -2], [0, 3], [-1, 0], [2, 2]]))
+    out1, out3 = DSA().apply(x3[:, :1].contiguous(), params), DSA().apply(x3, params)
+    assert out1.is_contiguous() and out1.stride() == (64, 64, 8, 1)
+    torch.testing.assert_close(out1, out3[:, :1], rtol=0, atol=0)
 
 
 def test_drawn_crop_matches_shifted_content():

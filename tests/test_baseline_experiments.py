@@ -5,9 +5,10 @@ import pytest
 import torch
 
 import ddlib
-from ddlib.chapters.baseline_experiments import (FULL, NOT_IN_PAPER, CoresetPlan, below_full_verdict, coreset_table, cost_table,
-                                        evaluate_coresets, expert_curves, expert_trend_verdict, ipc_growth_verdict,
-                                        make_coreset, paper_full_text, paper_growth_text, seed_means)
+from ddlib.chapters.baseline_experiments import (FULL, NOT_IN_PAPER, CoresetPlan, below_full_verdict, coreset_ipcs,
+                                        coreset_table, cost_table, evaluate_coresets, expert_curves,
+                                        expert_trend_verdict, ipc_growth_verdict, make_coreset, paper_full_text,
+                                        paper_growth_text, seed_means)
 from ddlib.data.dataset import ImageDataset
 from ddlib.evaluation.protocols import EvalConfig, EvalResult
 from ddlib.results.recorder import Recorder
@@ -38,6 +39,16 @@ def test_plan_cells_per_scale_and_validation():
         CoresetPlan.for_scale("huge", [1])
     with pytest.raises(ValueError, match="full_num_eval=0"):
         CoresetPlan(full_num_eval=0)
+
+
+def test_coreset_ipcs_add_table3_columns_unless_named(tmp_path):
+    folders = {"out_dir": tmp_path / "out", "artifacts_dir": tmp_path / "art", "device": "cpu"}
+    assert ddlib.scale_settings("smoke").ipcs == (1, 2)
+    assert coreset_ipcs(ddlib.chapter_params("smoke", **folders)) == [1, 2, 10]
+    assert coreset_ipcs(ddlib.chapter_params("smoke", ipcs=[2], **folders)) == [2]
+    assert coreset_ipcs(ddlib.chapter_params("paper", ipcs="50,10", **folders)) == [10, 50]
+    paper_ipcs = {*ddlib.scale_settings("paper").ipcs, 1, 10}
+    assert coreset_ipcs(ddlib.chapter_params("paper", **folders)) == sorted(paper_ipcs)
 
 
 def test_make_coreset_names_bad_method_and_missing_epochs():

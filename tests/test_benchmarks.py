@@ -79,6 +79,8 @@ def test_efficiency_target_can_read_another_field():
         {"id": "a", "text": "whole", "kind": "efficiency", "op": ">=", "threshold": 0.8, "cases": ["net", "peak"]},
         {"id": "b", "text": "kernels", "kind": "efficiency", "field": "conv_gflops", "op": ">=", "threshold": 0.8,
          "cases": ["net", "peak"]}]}
+    reference["targets"].append({"id": "c", "text": "vs reference", "kind": "time_ratio", "op": "<=",
+                                 "threshold": 0.5, "cases": ["net"]})  # judged from the side-by-side run only
     whole, kernels = run.evaluate_targets(results, reference, "full")
     assert (whole["value"], whole["met"]) == (0.5, False)
     assert (kernels["value"], kernels["met"]) == (0.9, True)
@@ -110,7 +112,8 @@ def test_tiny_benchmark_writes_every_case_and_prints_the_table(tmp_path):
     assert report["cases"]["dm_ipc10"]["settings"]["real_chunk"] > 0  # automatic chunking on the CPU
     assert report["cases"]["dm_ipc10_one_pass"]["settings"]["real_chunk"] == 0
     assert report["cases"]["eval_sequential_compiled"]["settings"]["compile"] is True
-    assert report["cases"]["mtt_ipc10_s10"]["ref_s_per_iter"] == 13.0
+    assert report["cases"]["mtt_ipc10_s10"]["ref"] == "mtt_ipc10_s10"  # named only: no figures from elsewhere
+    assert not any(k in report["cases"]["mtt_ipc10_s10"] for k in ("ref_s_per_iter", "time_ratio"))
     assert report["cases"]["mtt_ipc10_s10"]["settings"]["memory"] == "recompute"  # the default mode
     assert report["cases"]["mtt_graph_ipc10_s10"]["settings"]["memory"] == "graph"
 
@@ -119,9 +122,10 @@ def test_tiny_benchmark_writes_every_case_and_prints_the_table(tmp_path):
         assert key in machine
     assert report["size"] == "tiny"
     assert all(t["met"] is None for t in report["targets"])  # no verdicts at the tiny size
+    assert {t["id"] for t in report["targets"]}.isdisjoint({"mtt_time", "mtt_memory", "dm_time"})  # side by side only
 
     table = proc.stdout
-    assert "s/iter" in table and "peak MB" in table and "ref s" in table
+    assert "s/iter" in table and "peak MB" in table and "ref s" not in table
     for name in names:
         assert f"\n{name} " in table
     assert str(out) in table
@@ -151,3 +155,22 @@ def test_a_damaged_results_file_is_named_not_a_bare_json_error(tmp_path):
     assert run.returncode != 0
     assert str(out) in run.stderr and "delete it or drop --merge" in run.stderr
     assert "JSONDecodeError" not in run.stderr.splitlines()[-1]
+
+
+def test_data_parallel_memory_reports_each_rank(tmp_path):
+    """The data-parallel memory benchmark runs one and two processes and reports every rank's rise."""
+    out = tmp_path / "dp.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_parallel_memory.py"), "--width", "4",
+                           "--train", "100", "--steps", "2", "--ipc", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert [r["rank"] for r in report["2_processes"]] == [0, 1] and report["one_process"][0]["world"] == 1
+    assert all(r["rise_mb"] >= 0 for r in report["one_process"] + report["2_processes"])
+    assert report["settings"]["memory"] == "graph" and report["rise_ratio_max_rank"] > 0
+
+
+def test_data_parallel_memory_rejects_an_ipc_outside_the_table():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_parallel_memory.py"), "--ipc", "2"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 2 and "--ipc 2" in proc.stderr and "ipc 1, 10 or 50" in proc.stderr

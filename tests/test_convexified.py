@@ -13,8 +13,9 @@ from ddlib.trajectories.convexified import (
 from ddlib.methods.distill_loop import run_distillation
 from ddlib.trajectories.experts import Trajectory, build_expert_model
 from ddlib.core.functional import ParamLayout
-from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
-from ddlib.trajectories.trajectory_store import MANIFEST_NAME
+from ddlib.methods.mtt import TrajectoryMatching
+from ddlib.methods.mtt_config import MTTConfig
+from ddlib.trajectories.trajectory_manifest import MANIFEST_NAME
 from ddlib.trajectories.waypoints import smoothed_waypoints
 from helpers import small_digits, tiny_store
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddlib.data.augment import DSA, DSAConfig, DSAParams
+from ddlib.data.augment import DSA
+from ddlib.data.dsa_params import DSAConfig, DSAParams
 from ddlib.data.diffaug import DiffAug, DiffAugConfig
 from ddlib.core.runtime import make_generator
 

@@ -6,6 +6,7 @@ import torch
 
 import ddlib
 import ddlib.methods.dm as dm_module
+import ddlib.methods.dm_embedding as dm_embedding
 from ddlib.data.augment import DSA
 from ddlib.methods.distill_loop import run_distillation
 from ddlib.methods.dm import DistributionMatching, DMConfig, augment_by_class, dm_loss, reinitialize_
@@ -200,10 +201,10 @@ def test_compiled_embedding_matches_eager_across_reinitialisations(digits):
 def test_chunked_real_embedding_equals_one_pass():
     net = build_model("ConvNet", 1, 3, (8, 8), width=8, seed=0).double()
     images = torch.randn(11, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    one_pass = dm_module.embed_without_grad(net.embed, images, 0)
+    one_pass = dm_embedding.embed_without_grad(net.embed, images, 0)
     assert one_pass.shape == (11, net.embed(images[:1]).shape[1]) and not one_pass.requires_grad
     for chunk in (1, 4, 11, 50):  # 11 = 4 + 4 + 3 exercises an uneven last chunk
-        assert torch.allclose(dm_module.embed_without_grad(net.embed, images, chunk), one_pass, rtol=1e-12,
+        assert torch.allclose(dm_embedding.embed_without_grad(net.embed, images, chunk), one_pass, rtol=1e-12,
                               atol=1e-12)
 
 
@@ -215,7 +216,7 @@ def test_chunked_real_embedding_sees_every_image_in_passes_of_chunk():
         return x.flatten(1) * 2
 
     images = torch.arange(10.0).view(10, 1, 1, 1)
-    out = dm_module.embed_without_grad(embed, images, 4)
+    out = dm_embedding.embed_without_grad(embed, images, 4)
     assert sizes == [4, 4, 2]
     assert torch.equal(out, images.flatten(1) * 2)
 
@@ -236,13 +237,13 @@ def test_dm_loss_with_real_chunk_equals_one_pass():
 def test_resolve_real_chunk_rule_and_batch_norm_guard():
     instance = build_model("ConvNet", 1, 3, (8, 8), width=8, seed=0)
     batch = build_model("ConvNet", 1, 3, (8, 8), width=8, norm="batch", seed=0)
-    assert dm_module.resolve_real_chunk(None, instance, "cpu") == dm_module.CPU_REAL_CHUNK
-    assert dm_module.resolve_real_chunk(None, instance, "cuda") == 0  # only the device type is read
-    assert dm_module.resolve_real_chunk(None, batch, "cpu") == 0
-    assert dm_module.resolve_real_chunk(0, batch, "cpu") == 0
-    assert dm_module.resolve_real_chunk(7, instance, "cuda") == 7
+    assert dm_embedding.resolve_real_chunk(None, instance, "cpu") == dm_embedding.CPU_REAL_CHUNK
+    assert dm_embedding.resolve_real_chunk(None, instance, "cuda") == 0  # only the device type is read
+    assert dm_embedding.resolve_real_chunk(None, batch, "cpu") == 0
+    assert dm_embedding.resolve_real_chunk(0, batch, "cpu") == 0
+    assert dm_embedding.resolve_real_chunk(7, instance, "cuda") == 7
     with pytest.raises(ValueError, match=r"real_chunk=8 .*'features\.1'.*batch norm"):
-        dm_module.resolve_real_chunk(8, batch, "cpu")
+        dm_embedding.resolve_real_chunk(8, batch, "cpu")
 
 
 def test_config_rejects_bad_real_chunk():
@@ -252,7 +253,7 @@ def test_config_rejects_bad_real_chunk():
         with pytest.raises(TypeError, match="real_chunk"):
             DMConfig(real_chunk=bad)
     with pytest.raises(ValueError, match="real_chunk=-3"):
-        dm_module.resolve_real_chunk(-3, build_model("ConvNet", 1, 3, (8, 8), width=8, seed=0), "cpu")
+        dm_embedding.resolve_real_chunk(-3, build_model("ConvNet", 1, 3, (8, 8), width=8, seed=0), "cpu")
 
 
 def test_batch_norm_with_explicit_chunk_fails_before_any_compute(digits):

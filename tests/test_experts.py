@@ -11,9 +11,11 @@ import torch.nn.functional as F
 
 import ddlib
 from ddlib.core.config import Config
-from ddlib.data.augment import DSA, DSAConfig
+from ddlib.data.augment import DSA
+from ddlib.data.dsa_params import DSAConfig
 from ddlib.data.zca import ZCA
-from ddlib.trajectories.experts import ExpertConfig, ExpertState, Trajectory, train_expert
+from ddlib.trajectories.expert_state import ExpertState
+from ddlib.trajectories.experts import ExpertConfig, Trajectory, train_expert
 from ddlib.core.functional import ParamLayout, flatten_params
 from ddlib.models import build_model
 from ddlib.core.runtime import derive_seed, make_generator

@@ -34,11 +34,14 @@ from ddlib.chapters.scales import cached_experts
 from ddlib.trajectories.experts import build_expert_model
 from ddlib.core.fileio import read_checked_torch, read_json, write_json
 from ddlib.core.locks import LOCK_NAME, clean_stale_temporaries, process_start_time
-from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
+from ddlib.methods.mtt import TrajectoryMatching
+from ddlib.methods.mtt_config import MTTConfig
 from ddlib.core.runtime import resolve_device
 from ddlib.methods.tgdd import TGDD, TGDDConfig
 from ddlib.chapters.tgdd_analysis import timed_distillation
-from ddlib.trajectories.trajectory_store import MANIFEST_NAME, dataset_fingerprint, generate_experts
+from ddlib.trajectories.fingerprints import dataset_fingerprint
+from ddlib.trajectories.trajectory_manifest import MANIFEST_NAME
+from ddlib.trajectories.trajectory_store import generate_experts
 
 from helpers import TINY_EXPERTS, small_digits, tiny_store
 

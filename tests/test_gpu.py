@@ -15,7 +15,8 @@ from ddlib.methods.dm import DistributionMatching, DMConfig
 from ddlib.evaluation.runner import EvalConfig, evaluate_synthetic
 from ddlib.core.functional import flatten_params
 from ddlib.models import build_model
-from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
+from ddlib.methods.mtt import TrajectoryMatching
+from ddlib.methods.mtt_config import MTTConfig
 from ddlib.core.runtime import make_generator
 from ddlib.core.train import OptimizerConfig, make_optimizer, train_epoch
 

@@ -1,7 +1,7 @@
 """ddlib's subpackages form layers: every import points down (or sideways inside a subpackage), no cycles.
 
-The order, bottom to top, is :data:`LAYERS`; ``ddlib/__init__.py`` and the one-call entry points
-(``ddlib.quickstart*``) sit on top. Every ``import`` and ``from ... import`` of every module counts,
+The order, bottom to top, is :data:`LAYERS`; ``ddlib/__init__.py`` and the entry points
+(the one-call ``ddlib.quickstart*``, the command line ``ddlib.cli*`` and ``ddlib.__main__``) sit on top. Every ``import`` and ``from ... import`` of every module counts,
 also the ones inside functions.
 """
 import ast
@@ -58,7 +58,9 @@ GRAPH = {module_name(p): imports_of(p) for p in MODULES}
 def test_the_layers_exist_and_the_flat_folder_is_gone():
     for name in LAYERS:
         assert (PACKAGE / name / "__init__.py").exists(), name
-    flat = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__" and not p.stem.startswith("quickstart"))
+    entry_points = ("__init__", "__main__")  # and the one-call API (quickstart*) and the command line (cli*)
+    flat = sorted(p.stem for p in PACKAGE.glob("*.py")
+                  if p.stem not in entry_points and not p.stem.startswith(("quickstart", "cli")))
     assert not flat, f"modules outside the layers: {flat}"
 
 

@@ -11,7 +11,7 @@ from ddlib.trajectories.convexified import ConvexifiedTrajectory, storage_bytes
 from ddlib.evaluation.runner import EvalConfig
 from ddlib.trajectories.experts import build_expert_model
 from ddlib.core.functional import load_flat_params
-from ddlib.methods.mtt import MTTConfig
+from ddlib.methods.mtt_config import MTTConfig
 from helpers import small_digits, tiny_store
 
 

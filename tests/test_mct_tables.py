@@ -93,3 +93,60 @@ def test_convergence_table_one_column_per_method():
     assert table.loc[2, "MCT"] == "–" and table.loc[5, "MTT"] == "–"
     with pytest.raises(ValueError, match=r"lacks columns \['distill_seed'\]"):
         mctt.convergence_table(frame.drop(columns="distill_seed"))
+
+
+def _path_records(tmp_path):
+    """Two experts per path; SGD falls at epoch 2 (by 10 and by 5 points), the convexified path never."""
+    from ddlib.chapters import mct_experiments as mcx
+
+    rec = Recorder(tmp_path, "MCT", "smoke", "mnist5k", "cpu")
+    curves = {"SGD": [[10.0, 30.0, 20.0, 40.0], [10.0, 25.0, 20.0, 30.0]],
+              "convex": [[10.0, 20.0, 30.0, 40.0], [10.0, 15.0, 20.0, 30.0]]}
+    for method, per_expert in curves.items():
+        for k, accs in enumerate(per_expert):
+            for epoch, acc in enumerate(accs):
+                rec.add("Figure (a)", method, "test_acc", acc, config={"epoch": epoch, "expert": k})
+            for metric, value in mcx.oscillation(accs).items():
+                rec.add("Figure (a)", method, metric, value, config={"expert": k})
+    return rec
+
+
+def test_path_statistics_sums_the_drops_over_experts(tmp_path):
+    rec = _path_records(tmp_path)
+    curves, per_expert, stats = mctt.path_statistics(ddlib.read_records(rec.path), "Figure (a)")
+    assert len(curves) == 16 and sorted(set(curves["epoch"])) == [0, 1, 2, 3]
+    assert per_expert.loc[("SGD", 1), "total_drop"] == pytest.approx(5.0)
+    assert stats.loc["SGD", ["experts", "drops", "total_drop", "max_drop"]].tolist() == [2, 2, 15.0, 10.0]
+    assert stats.loc["convex", ["drops", "total_drop"]].tolist() == [0, 0.0]
+    assert stats.loc["SGD", "net_gain"] == pytest.approx(25.0)  # (30 + 20) / 2
+    assert stats.loc["convex", "final test_acc"] == pytest.approx(35.0)  # last epoch, mean over experts
+    with pytest.raises(ValueError, match="no test_acc records of 'Figure \\(z\\)'"):
+        mctt.path_statistics(ddlib.read_records(rec.path), "Figure (z)")
+
+
+def test_path_table_names_and_rounds_the_columns(tmp_path):
+    stats = mctt.path_statistics(ddlib.read_records(_path_records(tmp_path).path), "Figure (a)").stats
+    stats.loc["SGD", "final test_acc"] = 35.04
+    stats.loc["SGD", "net_gain"] = 1.23456
+    table = mctt.path_table(stats)
+    assert list(table.columns) == ["experts", "drops (count, all experts)", "total drop (pp, all experts)",
+                                   "largest drop (pp)", "gain epoch 0 to K (pp, mean)",
+                                   "final test accuracy (%, mean)"]
+    assert table.loc["SGD", "final test accuracy (%, mean)"] == 35.0
+    assert table.loc["SGD", "gain epoch 0 to K (pp, mean)"] == 1.23
+    assert table["drops (count, all experts)"].dtype.kind == "i"
+
+
+def test_agreement_table_one_row_per_start_and_iteration(tmp_path):
+    rec = Recorder(tmp_path, "MCT", "smoke", "mnist5k", "cpu")
+    for images in ("initial", "distilled"):
+        for iteration in (2, 1):
+            for metric, value in (("cosine", iteration / 10), ("relative_difference", iteration / 5)):
+                rec.add("Table (f)", "MCT", metric, value + (images == "distilled"), ipc=1,
+                        images=images, iteration=iteration)
+    table = mctt.agreement_table(ddlib.read_records(rec.path), "Table (f)")
+    assert list(table.index) == [("initial", 2), ("initial", 1), ("distilled", 2), ("distilled", 1)]
+    assert table.loc[("distilled", 1), "cosine"] == pytest.approx(1.1)
+    assert table.loc[("initial", 2), "relative_difference"] == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="no records of 'Table \\(g\\)'"):
+        mctt.agreement_table(ddlib.read_records(rec.path), "Table (g)")

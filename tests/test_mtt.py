@@ -9,7 +9,8 @@ from ddlib.methods.distill_loop import NonFiniteLoss, run_distillation
 from ddlib.trajectories.experts import ExpertConfig
 from ddlib.core.functional import ParamLayout, flatten_params, functional_forward
 from ddlib.models import build_model
-from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
+from ddlib.methods.mtt import TrajectoryMatching
+from ddlib.methods.mtt_config import MTTConfig
 from ddlib.core.runtime import make_generator
 from ddlib.core.train import OptimizerConfig, make_optimizer, train_epoch
 from ddlib.core.unroll import batch_schedule, matching_loss, unroll_student

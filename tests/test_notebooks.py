@@ -65,3 +65,27 @@ def test_notebooks_only_call_the_library(notebook):
             defined = [n.name for n in python_ast.walk(tree)
                        if isinstance(n, (python_ast.FunctionDef, python_ast.AsyncFunctionDef, python_ast.ClassDef))]
             assert not defined, f"{notebook.name} defines {defined}"
+
+
+MAX_CELL_LINES = 12
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_code_cells_are_short(notebook):
+    """Each code cell is a call, a table or a figure: at most a dozen lines (the parameters cell aside),
+    no lambda, no line over 100 characters."""
+    import ast as python_ast
+
+    import jupytext
+
+    for index, cell in enumerate(jupytext.read(notebook).cells):
+        if cell.cell_type != "code" or "parameters" in cell.metadata.get("tags", []):
+            continue
+        lines = [line for line in cell.source.splitlines() if line.strip()]
+        assert len(lines) <= MAX_CELL_LINES, (
+            f"{notebook.name} cell {index}: {len(lines)} lines (at most {MAX_CELL_LINES}); "
+            f"move the computation into ddlib.chapters. It starts: {lines[0][:80]!r}")
+        lambdas = [n for n in python_ast.walk(python_ast.parse(cell.source)) if isinstance(n, python_ast.Lambda)]
+        assert not lambdas, f"{notebook.name} cell {index} defines a lambda: give it a name in ddlib.chapters"
+        long = [line for line in lines if len(line) > 100]
+        assert not long, f"{notebook.name} cell {index}: line over 100 characters: {long[0][:60]!r}..."

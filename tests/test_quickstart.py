@@ -171,6 +171,8 @@ def no_training(monkeypatch):
     (dict(method="ast", preset="papers"), r"preset='papers': expected 'code'"),
     (dict(expert_config=TINY_EXPERTS), r"max_start_epoch=8 \+ expert_epochs=2 exceeds the 2 epochs of the experts "
                                        r"\(to be trained\)"),
+    (dict(data_parallel="yes"), r"data_parallel='yes': expected True or False"),
+    (dict(method="random", data_parallel=True), r"data_parallel=True with method='random': coresets run in one"),
 ])
 def test_bad_arguments_fail_before_training(kwargs, message, data, no_training):
     kwargs = {"method": "mtt", **kwargs}

@@ -8,7 +8,8 @@ import textwrap
 import pandas as pd
 import pytest
 
-from ddlib.results.records import Record, append_records, collect_provenance, paper_results, read_records, side_by_side
+from ddlib.results.records import Record, append_records, paper_results, read_records, side_by_side
+from ddlib.results.measurement import collect_provenance
 
 
 def record(value=50.0, seed=0, method="Random", ipc=10, scale="mini"):

@@ -19,9 +19,11 @@ from torch import nn
 from ddlib.data.augment import DSA
 from ddlib.core.functional import flatten_params
 from ddlib.models import build_model
-from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
+from ddlib.methods.mtt import TrajectoryMatching
+from ddlib.methods.mtt_config import MTTConfig
 from ddlib.core.runtime import make_generator
-from ddlib.core.unroll import matching_gradients, matching_loss, unroll_student
+from ddlib.core.unroll import matching_loss, unroll_student
+from ddlib.core.unroll_recompute import matching_gradients
 
 C, D_IN, LR, LABEL = 3, 4, 0.7, 1
 

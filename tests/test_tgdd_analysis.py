@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import ddlib
+from ddlib.chapters import run_cost
 from ddlib.chapters import tgdd_analysis as tga
 from ddlib.methods.dm import DistributionMatching, DMConfig
 
@@ -148,12 +149,12 @@ def test_measure_run_counts_time_and_memory():
         time.sleep(0.05)
         return float(block[-1])
 
-    value, cost = tga.measure_run(work)
+    value, cost = run_cost.measure_run(work)
     assert value == 1.0
     assert cost.wall_time_s >= 0.05
     if "VmHWM" in cost.memory_method:
         assert 35 <= cost.peak_memory_mb <= 200
-    combined = cost.plus(tga.RunCost(1.0, 1.0, "x"))
+    combined = cost.plus(run_cost.RunCost(1.0, 1.0, "x"))
     assert combined.wall_time_s == pytest.approx(cost.wall_time_s + 1.0)
     assert combined.peak_memory_mb == max(cost.peak_memory_mb, 1.0)
 

@@ -1,6 +1,7 @@
 """The TGDD chapter's runs per seed and its verdicts, on hand-made records and tiny runs."""
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -14,6 +15,7 @@ import ddlib
 from ddlib.chapters import tgdd_analysis as tga
 from ddlib.chapters import tgdd_experiments as tge
 from ddlib.chapters import tgdd_reporting as tgr
+from ddlib.chapters import tgdd_setup as tgs
 from ddlib.results.recorder import Recorder
 from ddlib.results.records import read_records
 
@@ -228,3 +230,106 @@ def test_paper_texts_name_the_published_numbers():
         "CIFAR-10: ipc 10: TGDD 71.9 vs DM 48.9 (UNVERIFIED)")  # IPC 50 has no DM value
     assert "no published pair" in tgr.paper_pairs(published, "main table", "TGDD", "MTT")
     assert tgr.paper_chain(published, "ablation") == "CIFAR-10 IPC 10: none 55.2 → +aug 63.2"
+
+
+def test_analysis_sets_distil_dm_and_tgdd_beside_random_real(tmp_path, monkeypatch):
+    run = chapter(tmp_path, analysis_iterations=7)
+    calls = []
+    monkeypatch.setattr(tge.TGDDChapter, "distill", lambda self, name, ipc, seed, **kw: (
+        calls.append((name, ipc, seed, kw)) or (f"{name} set", None)))
+    sets = run.analysis_sets(2, 1)
+    assert calls == [("DM", 2, 1, {"iterations": 7}), ("TGDD", 2, 1, {"iterations": 7})]
+    assert list(sets) == ["DM", "TGDD", "random real"] and sets["DM"] == "DM set"
+    torch.testing.assert_close(sets["random real"].images_syn, ddlib.random_coreset(run.data, 2, 1).images_syn)
+
+
+def test_main_table_claims_check_sanity_then_each_rival_per_ipc(tmp_path):
+    rec = recorder(tmp_path)
+    best = "test_acc_best"
+    for ipc in (1, 10):
+        add(rec, "main table", "Random", best, [[10.0], [11.0], [12.0]], ipc=ipc)
+        add(rec, "main table", "DM", best, [[20.0], [22.0], [21.0]], ipc=ipc)
+        add(rec, "main table", "TGDD", best, [[30.0], [33.0], [31.0]], ipc=ipc)
+        add(rec, "main table", "MTT", best, [[40.0], [41.0], [45.0]], ipc=ipc)
+    published = pd.DataFrame([{"table": "main table", "dataset": "CIFAR-10", "ipc": "10", "method": m, "value": v,
+                               "unverified": False} for m, v in (("DM", 48.9), ("TGDD", 71.9))])
+    sentences = tgr.main_table_claims(rec, published, (1, 10), metric=best, rivals=("DM", "MTT"))
+    assert len(sentences) == 2 + 2 * 2
+    claims = read_records(rec.path).query("metric == 'claim_verdict'")["config"]
+    assert [c["claim"] for c in claims] == [
+        "DM beats random real images at IPC 1", "TGDD beats random real images at IPC 1",
+        "TGDD beats DM at IPC 1", "TGDD beats DM at IPC 10", "TGDD beats MTT at IPC 1", "TGDD beats MTT at IPC 10"]
+    assert [c["verdict"] for c in claims][:4] == ["holds"] * 4
+    assert claims.iloc[-1]["verdict"] == "does not hold"  # TGDD 8-11 points below MTT on every seed
+    assert tgr.SANITY_CHECK in sentences[0] and "TGDD 71.9 vs DM 48.9" in sentences[2]
+
+
+def test_chapter_setup_writes_the_config_and_picks_the_scales_knobs(tmp_path):
+    settings = ddlib.scale_settings("smoke")
+    params = SimpleNamespace(scale="mini", out_dir=tmp_path / "out", artifacts_dir=tmp_path / "art")
+    setup = tgs.chapter_setup(SimpleNamespace(params=params, settings=settings))
+    assert setup.knobs == tge.CHAPTER_KNOBS["mini"] and setup.run_dir == tmp_path / "art" / "tgdd-runs"
+    assert set(setup.published["paper"]) == {"TGDD"} and "main table" in set(setup.published["table"])
+    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    expected = {"settings": settings.to_dict(), "knobs": tge.CHAPTER_KNOBS["mini"].to_dict()}
+    assert written == json.loads(json.dumps(expected)) and written["knobs"]["analysis_ipc"] == 10
+    with pytest.raises(ValueError, match="scale='huge'.*\\['mini', 'paper', 'smoke'\\]"):
+        tgs.chapter_setup(SimpleNamespace(params=SimpleNamespace(scale="huge"), settings=settings))
+
+
+def test_chapter_experts_records_accuracies_and_pretraining(tmp_path, monkeypatch):
+    data = small_digits(60, 40)
+    settings = ddlib.scale_settings("smoke", width=4, num_experts=2)
+    asked = []
+
+    def fake_cached(root, data, config, num, seed, **kw):
+        asked.append((config.optimizer.momentum, num, seed))
+        return SimpleNamespace(experts=[{"seed": 7 + k, "test_accuracy": [0.1, 0.5 + k / 10]} for k in range(num)])
+
+    monkeypatch.setattr(tgs, "cached_experts", fake_cached)
+    monkeypatch.setattr(tgs, "pretraining_costs", lambda data, configs, num, seed, device: {
+        "DM": tga.RunCost(0.0, 0.0, "none"), **{n: tga.RunCost(3.0, 4.0, "m") for n in configs}})
+    rec = recorder(tmp_path)
+    experts = tgs.chapter_experts(data, settings, tge.CHAPTER_KNOBS["smoke"], rec, tmp_path, 5)
+    assert asked == [(0.9, 2, 5), (0.0, 1, 5)]  # TGDD: the code's momentum, 2 experts; MTT timed only: 1
+    assert set(experts.configs) == {"TGDD", "MTT"} and experts.pretrain["TGDD"].wall_time_s == 3.0
+    rows = read_records(rec.path)
+    accs = rows[rows["metric"] == "expert_acc"]
+    assert list(accs["method"]) == ["TGDD expert", "TGDD expert", "MTT expert"]
+    assert list(accs["value"]) == pytest.approx([50.0, 60.0, 50.0])
+    assert [c["expert_seed"] for c in accs["config"]] == [7, 8, 7]
+    pre = rows[rows["metric"] == "pretrain_time_s"].set_index("method")["value"]
+    assert pre.to_dict() == {"DM": 0.0, "TGDD": 3.0, "MTT": 3.0}
+
+
+def test_record_analysis_files_each_measure_under_its_figure(tmp_path):
+    rec = recorder(tmp_path)
+    rows = [{"method": "DM", "epoch": 0, "metric": "silhouette", "value": 0.1},
+            {"method": "DM", "epoch": 0, "metric": "snapshot_acc", "value": 50.0},
+            {"method": "TGDD", "epoch": 3, "metric": "coverage_distance", "value": 2.0}]
+    tgs.record_analysis(rec, rows, ipc=2, seed=1)
+    records = read_records(rec.path)
+    assert list(records["experiment"]) == ["Figure 2", "Figure 4", "Figure 5"]
+    assert list(records["distill_seed"]) == [1, 1, 1] and list(records["ipc"]) == [2, 2, 2]
+    assert [c["epoch"] for c in records["config"]] == [0, 0, 3]
+
+
+def test_imagenet_subsets_run_each_published_subset_into_its_own_records(tmp_path, monkeypatch):
+    run = chapter(tmp_path)
+    published = pd.DataFrame([{"table": "ImageNet subsets", "dataset": d, "method": "TGDD"}
+                              for d in ("Digits", "Digits")] + [{"table": "main table", "dataset": "X",
+                                                                 "method": "TGDD"}])
+    loaded, stores, distilled = [], [], []
+    monkeypatch.setattr(tgs, "cached_experts", lambda root, data, config, num, seed, **kw: (
+        stores.append((config.epochs, num, seed)) or "store"))
+    monkeypatch.setattr(tge.TGDDChapter, "distill", lambda self, name, ipc, seed, **kw: (
+        distilled.append((name, ipc, seed, kw, self.stores)) or (ddlib.random_coreset(self.data, ipc, seed), None)))
+    records = tgs.imagenet_subsets(run, published, scale="smoke", seed=3, out_dir=tmp_path / "out",
+                                   artifacts_dir=tmp_path, ipc=1, expert_epochs=6,
+                                   load=lambda label, data_root: loaded.append((label, data_root)) or run.data)
+    assert loaded == [("Digits", None)]  # each published subset once
+    assert stores == [(6, 1, 3)] and distilled == [("TGDD", 1, 3, {"lr_img_per_ipc": 0.1}, {"TGDD": "store"})]
+    assert set(records["experiment"]) == {"ImageNet subsets"} and set(records["metric"]) >= {"test_acc_best"}
+    assert (tmp_path / "out" / "imagenet" / run.data.name / "runs").is_dir()
+    with pytest.raises(ValueError, match="no published rows of 'ImageNet subsets'"):
+        tgs.imagenet_subsets(run, published.iloc[2:], scale="smoke", seed=3, out_dir=tmp_path, artifacts_dir=tmp_path)

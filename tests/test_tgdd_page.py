@@ -207,3 +207,51 @@ def test_protocol_text_reads_every_number_from_the_config():
     mtt = tgp.protocol_text(EvalConfig.preset("mtt", epochs=12))
     assert "learning rate the set's distilled one" in mtt and "x0.1 after epoch 6)" in mtt
     assert mtt.endswith("tested after the last epoch; the set's score is the last epoch's accuracy.")
+
+
+def test_analysis_records_take_the_epoch_from_the_config(tmp_path):
+    rec = recorder(tmp_path)
+    rec.add("Figure 2", "DM", "silhouette", 0.1, config={"epoch": 3})
+    rec.add("Figure 5", "TGDD", "coverage_distance", 2.0, config={"epoch": 6})
+    rec.add("main table", "DM", "test_acc_best", 50.0, config={"epoch": 9})  # not an analysis: dropped
+    analysis = tgp.analysis_records(read_records(rec.path))
+    assert analysis[["experiment", "epoch"]].values.tolist() == [["Figure 2", 3], ["Figure 5", 6]]
+    assert tgp.stage_table(analysis, "Figure 5").values.tolist() == [["TGDD", "2.00"]]
+
+
+def test_cost_figure_plots_each_panel_against_the_ipcs(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rec = recorder(tmp_path)
+    for ipc, acc in ((1, 20.0), (10, 40.0)):
+        add(rec, "main table", "TGDD", "test_acc_best", [[acc - 1, acc + 1]], ipc=ipc)  # mean acc
+        add(rec, "Figure 1", "TGDD", "time_paper_experts_s", [[2.0 * ipc]], ipc=ipc)
+        add(rec, "Figure 1", "DM", "time_paper_experts_s", [[1.0 * ipc]], ipc=ipc)
+        add(rec, "Figure 1", "TGDD", "peak_memory_mb", [[5.0]], ipc=ipc)
+    fig = tgp.cost_figure(read_records(rec.path), (1, 10), title="digits, smoke scale")
+    try:
+        acc, time, memory = fig.axes[:3]
+        assert fig._suptitle.get_text() == "digits, smoke scale"
+        assert [ax.get_ylabel() for ax in (acc, time, memory)] == [
+            "test accuracy, best of tests (%)", "time incl. pre-training (s)", "peak memory of the distillation (MB)"]
+        assert acc.get_xscale() == "log" and list(acc.get_xticks()) == [1, 10]
+        assert [list(line.get_ydata()) for line in acc.lines if len(line.get_xdata())] == [[20.0, 40.0]]
+        assert len([line for line in time.lines if len(line.get_xdata())]) == 2  # TGDD and DM
+    finally:
+        plt.close(fig)
+
+
+def test_imagenet_view_puts_our_run_beside_the_papers_numbers(tmp_path):
+    published = published_rows(("ImageNet subsets", "ImageNette", "10", "DM", "ConvNet", 50.0, False),
+                               ("ImageNet subsets", "ImageNette", "10", "TGDD", "ConvNet", 70.0, False),
+                               ("ImageNet subsets", "ImageWoof", "10", "TGDD", "ConvNet", 40.0, True))
+    records = pd.DataFrame([{"dataset": "imagenette", "metric": "test_acc_best", "value": v} for v in (60.0, 61.0)]
+                           + [{"dataset": "imagenette", "metric": "test_acc", "value": 1.0}])
+    view = tgp.imagenet_view(published, records)
+    assert list(view.data.columns) == ["dataset", "ours: TGDD (best of tests)", "paper: DM", "paper: TGDD"]
+    assert view.data.values.tolist() == [["ImageNette", "60.5", "50.0", "70.0"],
+                                         ["ImageWoof", "–", tgr.NOT_IN_PAPER, "40.0"]]
+    assert "beside the paper's numbers (UNVERIFIED)" in view.caption

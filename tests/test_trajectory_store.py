@@ -18,7 +18,9 @@ import torch
 
 from ddlib.trajectories.experts import ExpertConfig, train_expert
 from ddlib.core.runtime import derive_seed
-from ddlib.trajectories.trajectory_store import MANIFEST_NAME, TrajectoryStore, describe_loss_hook, generate_experts
+from ddlib.trajectories.fingerprints import describe_loss_hook
+from ddlib.trajectories.trajectory_manifest import MANIFEST_NAME
+from ddlib.trajectories.trajectory_store import TrajectoryStore, generate_experts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -131,7 +133,7 @@ def test_loss_hook_recorded():
             return cross_entropy_hook(net, images, labels, epoch=epoch, raw_images=raw_images)
 
     assert describe_loss_hook(Hook()) == {"name": Hook.__qualname__, "config": None}
-    from ddlib.data.augment import DSAConfig  # any Config instance: its values are recorded
+    from ddlib.data.dsa_params import DSAConfig  # any Config instance: its values are recorded
 
     assert describe_loss_hook(DSAConfig(flip_prob=0.25)) == {"name": "DSAConfig",
                                                              "config": DSAConfig(flip_prob=0.25).to_dict()}

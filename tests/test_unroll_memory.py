@@ -5,14 +5,17 @@ import pytest
 import torch
 
 import ddlib.methods.mtt as mtt_module
-from ddlib.data.augment import DSA, DSAConfig
+from ddlib.data.augment import DSA
+from ddlib.data.dsa_params import DSAConfig
 from ddlib.data.dataset import ImageDataset
 from ddlib.methods.distill_loop import run_distillation
 from ddlib.core.functional import flatten_params
 from ddlib.models import build_model
-from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
+from ddlib.methods.mtt import TrajectoryMatching
+from ddlib.methods.mtt_config import MTTConfig
 from ddlib.core.runtime import make_generator
-from ddlib.core.unroll import matching_gradients, matching_loss, unroll_student
+from ddlib.core.unroll import matching_loss, unroll_student
+from ddlib.core.unroll_recompute import matching_gradients
 
 NUM_CLASSES, IPC, SIDE = 3, 2, 8
 

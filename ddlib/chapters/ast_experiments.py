@@ -40,7 +40,8 @@ from ddlib.evaluation.runner import EvalConfig, evaluate_synthetic
 from ddlib.core.fileio import read_json, write_json
 from ddlib.chapters.scales import ScaleSettings, cached_experts
 from ddlib.trajectories.experts import ZCA_REGULARIZATION, build_expert_model
-from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
+from ddlib.methods.mtt import TrajectoryMatching
+from ddlib.methods.mtt_config import MTTConfig
 from ddlib.core.runtime import derive_seed, make_generator
 from ddlib.methods.synthetic import SyntheticSet
 from ddlib.trajectories.trajectory_store import TrajectoryStore
@@ -81,7 +82,7 @@ ABLATION_STEPS = {
 
 
 def ast_changes(ipc: int, variant: Literal["code", "paper"] = "code") -> dict[str, Any]:
-    """MTTConfig changes of the full AST method at ``ipc`` (as :meth:`ddlib.methods.mtt.MTTConfig.with_ast` of
+    """MTTConfig changes of the full AST method at ``ipc`` (as :meth:`ddlib.methods.mtt_config.MTTConfig.with_ast` of
     ``variant``), with the paper's IPC-50 representative initialisation (10 clusters x 5 nearest, Sec. 4.1)."""
     return cumulative_ablation(ipc, variant)["+ weight perturbation"]
 

@@ -15,7 +15,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ddlib.chapters.scales import SCALES, Recorder, ScaleSettings
-from ddlib.results.records import Record, collect_provenance, paper_results
+from ddlib.results.records import Record, paper_results
+from ddlib.results.measurement import collect_provenance
 
 __all__ = ["best_so_far", "first_reaching", "coefficient_of_variation", "relative_jitter", "record_series",
            "beside_paper", "unit_values", "mean_sd_text", "settings_table"]

@@ -30,7 +30,7 @@ from ddlib.methods.dm import DistributionMatching, DMConfig
 from ddlib.evaluation.protocols import EvalConfig, EvalResult
 from ddlib.evaluation.runner import evaluate_cross_arch, evaluate_synthetic
 from ddlib.chapters.scales import ScaleSettings, cached_experts, subset_per_class
-from ddlib.methods.mtt import MTTConfig
+from ddlib.methods.mtt_config import MTTConfig
 from ddlib.results.recorder import Recorder
 from ddlib.methods.synthetic import SyntheticSet
 from ddlib.trajectories.trajectory_store import TrajectoryStore

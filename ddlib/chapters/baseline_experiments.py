@@ -38,8 +38,8 @@ from ddlib.results.seeded import mean_text, record_evaluation
 from ddlib.methods.synthetic import SyntheticSet
 from ddlib.results.verdicts import Verdict, paired_verdict, trend_verdict
 
-__all__ = ["CORESET_METHODS", "FULL", "EXPERIMENT", "NOT_IN_PAPER", "CoresetPlan", "make_coreset", "evaluate_coresets",
-           "cost_table", "seed_means", "coreset_table", "ipc_growth_verdict", "below_full_verdict",
+__all__ = ["CORESET_METHODS", "FULL", "EXPERIMENT", "NOT_IN_PAPER", "CoresetPlan", "coreset_ipcs", "make_coreset",
+           "evaluate_coresets", "cost_table", "seed_means", "coreset_table", "ipc_growth_verdict", "below_full_verdict",
            "paper_growth_text", "paper_full_text", "expert_curves", "expert_trend_verdict"]
 
 #: The coreset rows, in the order of the chapter's table (K-Center is not in AST's Table 3).
@@ -98,6 +98,22 @@ class CoresetPlan(Config):
         limit = self.every_method_up_to
         return [(m, ipc) for m in CORESET_METHODS if m in self.methods for ipc in sorted(self.ipcs)
                 if m == "Random" or limit is None or ipc <= limit]
+
+
+def coreset_ipcs(params: Any) -> list[int]:
+    """The IPCs the chapter evaluates coresets at, sorted: the notebook's ``ipcs`` if it names any,
+    else IPC 1 and 10 (AST's Table 3) plus every IPC the scale distils at.
+
+    Coresets need no distillation, so IPC 1 and 10 cost little even where the scale distils at
+    IPC 1 only.
+
+    Parameters
+    ----------
+    params : ChapterParams
+        The checked notebook parameters (:func:`~ddlib.chapters.notebook_params.chapter_params`);
+        ``params.ipcs`` is empty when the notebook left ``ipcs`` to the scale.
+    """
+    return sorted(set(params.ipcs) if params.ipcs else {*params.settings().ipcs, 1, 10})
 
 
 def make_coreset(method: str, data: ImageDataset, ipc: int, seed: int, *, net: nn.Module,

@@ -33,7 +33,8 @@ from ddlib.chapters.scales import FirstExperts
 from ddlib.trajectories.experts import build_expert_model
 from ddlib.core.functional import ParamLayout, load_flat_params
 from ddlib.models import build_model
-from ddlib.methods.mtt import MTTConfig, TrajectoryMatching, expert_params
+from ddlib.methods.mtt import TrajectoryMatching, expert_params
+from ddlib.methods.mtt_config import MTTConfig
 from ddlib.methods.synthetic import SyntheticSet
 from ddlib.core.train import accuracy
 

@@ -31,7 +31,8 @@ from ddlib.evaluation.runner import EvalConfig, evaluate_synthetic
 from ddlib.chapters.scales import ScaleSettings
 from ddlib.trajectories.experts import build_expert_model
 from ddlib.chapters.mct_experiments import checkpoint_file, distill_and_evaluate, mct_config, oscillation, path_accuracies
-from ddlib.methods.mtt import MTTConfig, TrajectoryMatching
+from ddlib.methods.mtt import TrajectoryMatching
+from ddlib.methods.mtt_config import MTTConfig
 from ddlib.results.recorder import Recorder
 from ddlib.results.seeded import mean_text, method_values, record_evaluation
 from ddlib.methods.synthetic import SyntheticSet

@@ -9,21 +9,24 @@ one line of code. Nothing here distils, evaluates or records.
 * :func:`distiller_table`: MTT's and MCT's distiller settings per IPC, published and this run's;
 * :func:`storage_tables`: Table (b), this run's buffers and the paper's data sets, ours beside
   the authors' figures;
-* :func:`convergence_table`: Figure (c) as numbers, one column per method.
+* :func:`convergence_table`: Figure (c) as numbers, one column per method;
+* :func:`path_statistics`, :func:`path_table`: Figure (a)'s curves and its drops per path;
+* :func:`agreement_table`: Table (f), the TESLA against the exact gradient per start and iteration.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from ddlib.chapters.scales import ScaleSettings
 from ddlib.chapters.mct_experiments import MCT_CIFAR10, mct_config
 from ddlib.chapters.mct_runs import chapter_config
-from ddlib.methods.mtt import MTTConfig
+from ddlib.methods.mtt_config import MTTConfig
 
 __all__ = ["SCALE_FIELDS", "DISTILLER_FIELDS", "MISSING", "display_value", "scale_table", "distiller_table",
-           "storage_tables", "convergence_table"]
+           "storage_tables", "convergence_table", "PathStatistics", "path_statistics", "path_table",
+           "agreement_table"]
 
 #: The scale preset's fields this chapter reads (the DM and TGDD budgets belong to other chapters).
 SCALE_FIELDS = ("dataset", "train_per_class", "test_per_class", "width", "num_experts", "expert_epochs_total",
@@ -95,7 +98,7 @@ def distiller_table(settings: ScaleSettings, ipcs: Iterable[int], *, scale: str,
                     fields: Sequence[str] = DISTILLER_FIELDS):
     """MTT's and MCT's distiller settings: published on CIFAR-10, and this run's.
 
-    The published rows are MTT's table (:meth:`~ddlib.methods.mtt.MTTConfig.for_dataset`) and MCT's
+    The published rows are MTT's table (:meth:`~ddlib.methods.mtt_config.MTTConfig.for_dataset`) and MCT's
     run file with its code's choices (:func:`~ddlib.chapters.mct_experiments.mct_config`, at the IPCs
     of ``MCT_CIFAR10``); this run's rows are :func:`~ddlib.chapters.mct_runs.chapter_config` at each
     of ``ipcs``.
@@ -224,3 +227,81 @@ def convergence_table(frame: Any):
 def _mean_sd(values: np.ndarray) -> str:
     spread = f" ± {values.std(ddof=1):.1f}" if len(values) > 1 else ""
     return f"{values.mean():.1f}{spread}"
+
+
+class PathStatistics(NamedTuple):
+    """Figure (a) read back from the records (:func:`path_statistics`).
+
+    Attributes
+    ----------
+    curves : pandas.DataFrame
+        The ``test_acc`` records with columns ``expert`` and ``epoch``: one row per (path, expert, epoch).
+    per_expert : pandas.DataFrame
+        Index (``method``, ``expert``); one column per oscillation statistic (``drops``,
+        ``total_drop``, ``max_drop``, ``net_gain``, ...), in points.
+    stats : pandas.DataFrame
+        Index ``method``; ``experts``, ``drops`` and ``total_drop`` summed over the experts,
+        ``max_drop`` the largest, ``net_gain`` the mean, ``final test_acc`` the mean at the last epoch.
+    """
+
+    curves: Any
+    per_expert: Any
+    stats: Any
+
+
+def path_statistics(records: Any, experiment: str) -> PathStatistics:
+    """Figure (a)'s curves and drops from the records of :func:`~ddlib.chapters.mct_runs.record_paths`.
+
+    Raises
+    ------
+    ValueError
+        ``experiment`` has no ``test_acc`` record.
+    """
+    rows = records[records["experiment"] == experiment]
+    rows = rows.assign(expert=rows["config"].str["expert"])
+    curves = rows[rows["metric"] == "test_acc"]
+    if curves.empty:
+        raise ValueError(f"no test_acc records of {experiment!r}; expected mct_runs.record_paths' records")
+    curves = curves.assign(epoch=curves["config"].str["epoch"])
+    per_expert = rows[rows["metric"] != "test_acc"].pivot_table(
+        index=["method", "expert"], columns="metric", values="value")
+    stats = per_expert.groupby("method").agg(
+        experts=("drops", "size"), drops=("drops", "sum"), total_drop=("total_drop", "sum"),
+        max_drop=("max_drop", "max"), net_gain=("net_gain", "mean"))
+    last = curves["epoch"].max()
+    stats["final test_acc"] = curves[curves["epoch"] == last].groupby("method")["value"].mean()
+    return PathStatistics(curves, per_expert, stats)
+
+
+def path_table(stats: Any):
+    """:attr:`PathStatistics.stats` as the page shows it: named columns, two decimals (the final
+    accuracy one), the count of drops whole.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``method``; columns ``experts``, ``drops (count, all experts)``, ``total drop (pp,
+        all experts)``, ``largest drop (pp)``, ``gain epoch 0 to K (pp, mean)``, ``final test
+        accuracy (%, mean)``.
+    """
+    return stats.rename(columns={
+        "drops": "drops (count, all experts)", "total_drop": "total drop (pp, all experts)",
+        "max_drop": "largest drop (pp)", "net_gain": "gain epoch 0 to K (pp, mean)",
+        "final test_acc": "final test accuracy (%, mean)"}).round(2).round(
+        {"final test accuracy (%, mean)": 1}).astype({"drops (count, all experts)": int})
+
+
+def agreement_table(records: Any, experiment: str):
+    """Table (f): each measure of :func:`~ddlib.chapters.mct_chapter.record_agreement` per start and
+    iteration.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (``images``, ``iteration``) in recorded order; one numeric column per metric.
+    """
+    rows = records[records["experiment"] == experiment]
+    if rows.empty:
+        raise ValueError(f"no records of {experiment!r}; expected mct_chapter.record_agreement's records")
+    rows = rows.assign(images=rows["provenance"].str["images"], iteration=rows["provenance"].str["iteration"])
+    return rows.pivot_table(index=["images", "iteration"], columns="metric", values="value", sort=False)

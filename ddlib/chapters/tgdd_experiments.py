@@ -10,7 +10,7 @@ trajectories are shared by every seed (trained once, from the run seed).
 
 * :class:`ChapterKnobs`, :data:`CHAPTER_KNOBS`: the chapter's own settings per scale;
 * :class:`TGDDChapter`: distil, evaluate and record, per seed: the main table, MTT's cost
-  probe, the ablation and cross-architecture generalisation;
+  probe, the ablation and cross-architecture generalisation; the sets of the analyses;
 * :func:`pretraining_costs`: Figure 1's expert pre-training cost per method;
 * :func:`analysis_metrics`: the numbers behind Figures 2, 4 and 5 for some sets.
 
@@ -42,7 +42,8 @@ from ddlib.results.recorder import Recorder
 from ddlib.results.seeded import record_evaluation
 from ddlib.methods.synthetic import SyntheticSet
 from ddlib.methods.tgdd import TGDD, TGDDConfig
-from ddlib.chapters.tgdd_analysis import (RunCost, activation_ratios, class_silhouette, coverage_distance, expert_cost,
+from ddlib.chapters.run_cost import RunCost
+from ddlib.chapters.tgdd_analysis import (activation_ratios, class_silhouette, coverage_distance, expert_cost,
                             feature_correlation_similarity, snapshot_accuracies, snapshot_features,
                             timed_distillation)
 
@@ -287,6 +288,19 @@ class TGDDChapter:
                 syn, _ = self.distill(name, ipc, seed, iterations=self.settings.ablation_length,
                                       batch_real=self.knobs.tgdd_batch_real, **switches)
                 self.evaluate("ablation", label, syn, seed, ipc=ipc, eval_config=config)
+
+    def analysis_sets(self, ipc: int, seed: int) -> dict[str, SyntheticSet]:
+        """The sets behind Figures 2, 4 and 5: DM's and TGDD's (``analysis_iterations``) and random real images.
+
+        Returns
+        -------
+        dict
+            ``{"DM", "TGDD", "random real"}`` -> the set of ``ipc`` images per class, seed ``seed``.
+        """
+        sets = {name: self.distill(name, ipc, seed, iterations=self.knobs.analysis_iterations)[0]
+                for name in ("DM", "TGDD")}
+        sets["random real"] = random_coreset(self.data, ipc, seed)
+        return sets
 
     def cross_config(self, arch: str) -> EvalConfig:
         """The cross-architecture protocol: TGDD's, shortened by the ``cross_*`` knobs."""

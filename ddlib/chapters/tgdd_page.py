@@ -1,4 +1,4 @@
-"""The TGDD chapter page's tables and captions (Ran et al., AAAI 2026); presentation only.
+"""The TGDD chapter page's tables, captions and Figure 1 (Ran et al., AAAI 2026); presentation only.
 
 Every function here reads records (:func:`~ddlib.results.records.read_records`) or the published
 numbers (:func:`~ddlib.results.records.paper_results`) and lays them out for the book; none runs a
@@ -8,12 +8,14 @@ in :mod:`ddlib.chapters.tgdd_reporting`.
 * :func:`accuracy_view`: :func:`~ddlib.chapters.tgdd_reporting.accuracy_table` with a caption;
 * :func:`paper_table`, :func:`paper_view`: a published table laid out as a table (captioned);
 * :func:`settings_table`, :func:`switches_table`, :func:`protocol_text`: what a run used;
-* :func:`cost_table` (Figure 1), :func:`stage_table` (Figures 2, 4, 5), :func:`claims_table`;
+* :func:`cost_table` and :func:`cost_figure` (Figure 1), :func:`analysis_records` and
+  :func:`stage_table` (Figures 2, 4, 5), :func:`imagenet_view`, :func:`claims_table`;
 * :func:`sig_text`, :func:`table_view`: rounding and the captioned, index-free view.
 """
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -22,7 +24,8 @@ from ddlib.results.seeded import STATISTIC_METRICS
 from ddlib.chapters.tgdd_reporting import NOT_IN_PAPER, accuracy_table
 
 __all__ = ["METRIC_LABELS", "sig_text", "table_view", "accuracy_view", "paper_table", "paper_view", "settings_table",
-           "switches_table", "cost_table", "stage_table", "claims_table", "protocol_text"]
+           "switches_table", "cost_table", "stage_table", "claims_table", "protocol_text", "ANALYSIS_EXPERIMENTS",
+           "analysis_records", "cost_figure", "IMAGENET_LAYOUT", "imagenet_view"]
 
 #: The page's names of the analysis measures (Figures 2, 4 and 5).
 METRIC_LABELS = {"silhouette": "silhouette", "correlation_similarity": "(a) correlation similarity",
@@ -227,6 +230,80 @@ def stage_table(analysis: Any, experiment: str, *, labels: Mapping[str, str] = M
                     **{f"epoch {int(e)}": f"{v:.{digits}f}" for e, v in cells.items()}})
     frame = pd.DataFrame(out).sort_values("measure", kind="stable").reset_index(drop=True)
     return frame.drop(columns="measure") if rows["metric"].nunique() == 1 else frame
+
+
+#: The experiments of the analysis figures (:func:`analysis_records`).
+ANALYSIS_EXPERIMENTS = ("Figure 2", "Figure 4", "Figure 5")
+
+
+def analysis_records(records: Any):
+    """The records of Figures 2, 4 and 5 with an ``epoch`` column: the snapshot epoch of each
+    measure, read from its config (as :func:`~ddlib.chapters.tgdd_setup.record_analysis` writes it).
+
+    The input of :func:`stage_table`; other experiments' records are dropped.
+    """
+    rows = records[records["experiment"].isin(ANALYSIS_EXPERIMENTS)]
+    return rows.assign(epoch=rows["config"].map(lambda c: c["epoch"]))
+
+
+#: Figure 1's panels: metric -> y label (the accuracy panel is added by :func:`cost_figure`).
+_COST_PANELS = {"time_paper_experts_s": "time incl. pre-training (s)",
+                "peak_memory_mb": "peak memory of the distillation (MB)"}
+
+
+def cost_figure(records: Any, ipcs: Sequence[int], *, title: str, metric: str = STATISTIC_METRICS["best"]):
+    """Figure 1 as a picture: accuracy (``metric``), time including the paper's count of expert
+    pre-training and peak memory of the distillation, per method against IPC (log axis, ticks
+    at ``ipcs``), each point the mean over seeds (and networks).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One row of three panels; assign it (``fig = ...``) so that a notebook shows it once.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    shown = [metric, "distill_time_s", "time_s", "time_paper_experts_s", "peak_memory_mb"]
+    rows = records[(records["experiment"].isin(["Figure 1", "main table"])) & records["metric"].isin(shown)
+                   & records["ipc"].notna()]
+    rows = rows.assign(ipc=rows["ipc"].astype(int))
+    labels = {metric: "test accuracy, best of tests (%)", **_COST_PANELS}
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, (name, label) in zip(axes, labels.items()):
+        sns.lineplot(rows[rows["metric"] == name], x="ipc", y="value", hue="method", marker="o", errorbar=None,
+                     ax=ax)
+        ax.set(xscale="log", xlabel="images per class", ylabel=label, xticks=list(ipcs), xticklabels=list(ipcs))
+    fig.suptitle(title)
+    plt.tight_layout()
+    return fig
+
+
+#: The layout of the ImageNet-subset table: a row per data set, a column per method.
+IMAGENET_LAYOUT: Mapping[str, str] = MappingProxyType({"index": "dataset", "columns": "method", "prefix": "paper: "})
+
+
+def imagenet_view(published: Any, records: Any, *, metric: str = STATISTIC_METRICS["best"],
+                  table: str = "ImageNet subsets"):
+    """The paper's ImageNet-subset table with our TGDD column (``metric`` per data set, mean over
+    records, one decimal; ``"–"`` for a subset we have no record of), captioned.
+
+    ``records`` are those of :func:`~ddlib.chapters.tgdd_setup.imagenet_subsets`; their ``dataset``
+    is the canonical name (:func:`~ddlib.data.canonical_name`) of the published one.
+
+    Returns
+    -------
+    pandas.io.formats.style.Styler
+    """
+    from ddlib.data import canonical_name
+
+    ours = records[records["metric"] == metric].groupby("dataset")["value"].mean().round(1)
+    frame = paper_table(published, table, **IMAGENET_LAYOUT)
+    mine = [ours.get(canonical_name(d)) for d in frame["dataset"]]
+    frame.insert(1, "ours: TGDD (best of tests)", ["–" if v is None else f"{v:.1f}" for v in mine])
+    unverified = " (UNVERIFIED)" if published.loc[published["table"] == table, "unverified"].any() else ""
+    return table_view(frame, "ImageNet subsets at IPC 10: our TGDD (one seed, best of tests) "
+                      f"beside the paper's numbers{unverified}; not in the paper: no number.")
 
 
 def _effect_text(claim: Mapping[str, Any]) -> str:

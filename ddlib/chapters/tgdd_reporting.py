@@ -6,8 +6,8 @@ distillation seeds (the independent units; a seed's evaluation networks are aver
 * :func:`ratio_verdict`: Figure 1's "A needs less time (memory) than B", on per-seed ratios;
 * :func:`judge` (paired: "A beats B"), :func:`judge_ratio` and :func:`ablation_claims` (the
   ablation's "each added component raises the accuracy", one paired verdict per step) record
-  a verdict and return the chapter's sentence; :func:`versus_text` gives both sides' per-seed
-  means for it;
+  a verdict and return the chapter's sentence; :func:`main_table_claims` records the main
+  table's; :func:`versus_text` gives both sides' per-seed means for them;
 * :func:`accuracy_table`: our best and last accuracies beside the paper's numbers;
 * :func:`paper_pairs`, :func:`paper_chain`: the published numbers a claim is about, in words.
 
@@ -25,6 +25,7 @@ from ddlib.results.seeded import STATISTIC_METRICS, compare_methods, mean_text
 from ddlib.results.verdicts import Verdict, threshold_verdict
 
 __all__ = ["per_seed", "ratio_verdict", "versus_text", "judge", "judge_ratio", "ablation_claims",
+           "main_table_claims", "SANITY_CHECK",
            "accuracy_table", "paper_pairs", "paper_chain", "NOT_IN_PAPER"]
 
 #: A table cell where the paper has no number.
@@ -110,6 +111,33 @@ def ablation_claims(recorder: Recorder, experiment: str, labels: Sequence[str], 
     pairs.append(("full TGDD beats the baseline without any component", labels[-1], labels[0]))
     return [judge(recorder, experiment, claim, a, b, paper=paper, metric=metric, note=note, ipc=ipc)
             for claim, a, b in pairs]
+
+
+#: The "paper" text of the main table's sanity checks (they are not claims of the paper).
+SANITY_CHECK = "a sanity check: a distiller should beat real images"
+
+
+def main_table_claims(recorder: Recorder, published: Any, ipcs: Sequence[int], *, metric: str,
+                      rivals: Sequence[str] = ("DM",), experiment: str = "main table") -> list[str]:
+    """The main table's verdicts, recorded in order, and their sentences.
+
+    First the sanity checks, DM and then TGDD beating ``"Random"`` (random real images) at the
+    smallest IPC of ``ipcs``; then, per rival of ``rivals`` and per IPC, "TGDD beats <rival> at IPC
+    <ipc>" with the paper's pairs (:func:`paper_pairs`) as the paper's side.
+
+    Returns
+    -------
+    list of str
+        ``2 + len(rivals) * len(ipcs)`` sentences, in the order above.
+    """
+    low = min(ipcs)
+    sentences = [judge(recorder, experiment, f"{name} beats random real images at IPC {low}", name, "Random",
+                       paper=SANITY_CHECK, metric=metric, ipc=low) for name in ("DM", "TGDD")]
+    for rival in rivals:
+        paper = paper_pairs(published, experiment, "TGDD", rival)
+        sentences += [judge(recorder, experiment, f"TGDD beats {rival} at IPC {ipc}", "TGDD", rival, paper=paper,
+                            metric=metric, ipc=ipc) for ipc in ipcs]
+    return sentences
 
 
 def _text(value: Any) -> str:

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import types
 import typing
-from typing import Any, Mapping, TypeVar
+from typing import Any, ClassVar, Mapping, TypeVar
 
 C = TypeVar("C", bound="Config")
 
@@ -55,6 +55,10 @@ def _type_ok(value: Any, hint: Any) -> bool:
 class Config:
     """Base class of all ddlib configs (frozen; unknown keys and wrong types raise)."""
 
+    #: Fields that :meth:`to_dict` leaves out while they hold their default: a field added later
+    #: (e.g. ``precision``) then keeps the cache keys built from ``to_dict()`` of existing runs.
+    _omit_when_default: ClassVar[tuple[str, ...]] = ()
+
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for field in dataclasses.fields(self):
@@ -94,8 +98,13 @@ class Config:
         return cls(**dict(values))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-python (JSON-serialisable) view of the config."""
-        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+        """Plain-python (JSON-serialisable) view of the config (``_omit_when_default`` fields left out at default)."""
+        values = dataclasses.asdict(self)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in self._omit_when_default:
+            if values[name] == defaults[name]:
+                del values[name]
+        return json.loads(json.dumps(values, default=str))
 
     def replace(self: C, **changes: Any) -> C:
         """Return a copy with ``changes`` applied (unknown keys raise ``ValueError``)."""

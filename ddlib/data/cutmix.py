@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from ddlib.core.config import Config
-from ddlib.data.augment import DSA, DSAConfig
+from ddlib.data.augment import DSA
+from ddlib.data.dsa_params import DSAConfig
 from ddlib.data.diffaug import DiffAug, DiffAugConfig
 
 __all__ = ["CutMixConfig", "CutMixParams", "CutMix", "MixedBatch", "training_augmentation", "TRAINING_AUGMENTATIONS"]

@@ -28,7 +28,8 @@ import dataclasses
 import torch
 
 from ddlib.core.config import Config
-from ddlib.data.augment import DSA, DSAConfig, DSAParams, parse_strategy
+from ddlib.data.augment import DSA
+from ddlib.data.dsa_params import DSAConfig, DSAParams, parse_strategy
 
 __all__ = ["DiffAugConfig", "DiffAug"]
 
@@ -46,7 +47,7 @@ class DiffAugConfig(Config):
     Attributes
     ----------
     strategy : str
-        Operation groups joined by ``_`` (those of :data:`ddlib.data.augment.GROUPS`).
+        Operation groups joined by ``_`` (those of :data:`ddlib.data.dsa_params.GROUPS`).
         TGDD: ``"color_crop_cutout"`` for matching, ``"color_crop"`` for training networks
         (cutout dropped because CutMix is on).
     batch : bool

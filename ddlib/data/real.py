@@ -18,10 +18,9 @@ key               files under ``data_root``                                   sh
 ``image*``        ``imagenet/{train,val}/<wnid>/`` (``imagenet_subsets``)     3x128x128
 ================  ==========================================================  =========
 
-Pixels stay uint8 until ``from_uint8`` normalises them
-with the train split's per-channel mean/std. Missing files raise
-``FileNotFoundError`` naming the path and where the data comes from; corrupt
-files raise ``ValueError`` naming the file.
+Pixels stay uint8 until ``from_uint8`` normalises them with the train split's per-channel
+mean/std. Missing files raise ``FileNotFoundError`` naming the path and where the data comes
+from; corrupt files raise ``ValueError`` naming the file.
 """
 from __future__ import annotations
 
@@ -81,8 +80,7 @@ def _fetch(key: str, data_root: str) -> None:
 
 
 def _missing(dataset: str, paths: list[Path], hint: str) -> FileNotFoundError:
-    listed = ", ".join(str(p) for p in paths)
-    return FileNotFoundError(f"{dataset}: expected file(s) not found: {listed}; {hint}")
+    return FileNotFoundError(f"{dataset}: expected file(s) not found: {', '.join(str(p) for p in paths)}; {hint}")
 
 
 def _to_torch(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

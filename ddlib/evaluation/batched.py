@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from ddlib.core.precision import autocast
 from ddlib.core.train import OptimizerConfig
 
 __all__ = [
@@ -208,6 +209,7 @@ def batched_train_epoch(
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     epoch: int = 0,
     mix: Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor, Tensor, float]] | None = None,
+    precision: str = "fp32",
 ) -> list[float]:
     """Train ``R`` stacked networks for one epoch, each as :func:`ddlib.core.train.train_epoch` would.
 
@@ -237,6 +239,9 @@ def batched_train_epoch(
     mix : callable, optional
         ``mix(batch, labels, generator) -> (images, labels_a, labels_b, lam)`` after the
         augmentation, per network (see :func:`ddlib.core.train.train_epoch`).
+    precision : {"fp32", "bf16"}
+        ``"bf16"``: forward and backward under bfloat16 autocast (cross-entropy and the
+        stacked parameters stay float32), as :func:`ddlib.core.train.train_epoch`.
 
     Returns
     -------
@@ -268,11 +273,12 @@ def batched_train_epoch(
                 lams.append(lam)
             batches.append(batch)
             targets.append(target)
-        if mix is None:
-            grads, losses = step(params, torch.stack(batches), torch.stack(targets))
-        else:
-            lam = torch.tensor(lams, dtype=images.dtype, device=images.device)
-            grads, losses = step(params, torch.stack(batches), torch.stack(targets), torch.stack(targets_b), lam)
+        with autocast(precision, images.device):
+            if mix is None:
+                grads, losses = step(params, torch.stack(batches), torch.stack(targets))
+            else:
+                lam = torch.tensor(lams, dtype=images.dtype, device=images.device)
+                grads, losses = step(params, torch.stack(batches), torch.stack(targets), torch.stack(targets_b), lam)
         values = losses.tolist()
         bad = [r for r, v in enumerate(values) if not math.isfinite(v)]
         if bad:
@@ -287,7 +293,8 @@ def batched_train_epoch(
 
 @torch.no_grad()
 def batched_accuracy(
-    module: nn.Module, params: Mapping[str, Tensor], images: Tensor, labels: Tensor, batch_size: int = 1024
+    module: nn.Module, params: Mapping[str, Tensor], images: Tensor, labels: Tensor, batch_size: int = 1024,
+    precision: str = "fp32",
 ) -> list[float]:
     """Top-1 accuracy of each stacked network (eval mode), as :func:`ddlib.core.train.accuracy`.
 
@@ -304,6 +311,8 @@ def batched_accuracy(
     batch_size : int
         Images per forward summed over the networks: chunks of ``max(1, batch_size // R)``
         images go through all ``R`` networks at once, bounding memory as in ``accuracy``.
+    precision : {"fp32", "bf16"}
+        ``"bf16"``: the forward passes under bfloat16 autocast (:mod:`ddlib.core.precision`).
 
     Returns
     -------
@@ -318,7 +327,8 @@ def batched_accuracy(
     try:
         correct = torch.zeros(num, dtype=torch.int64, device=labels.device)
         for start in range(0, len(images), chunk):
-            predicted = predict(dict(params), images[start : start + chunk])  # (R, chunk)
+            with autocast(precision, images.device):
+                predicted = predict(dict(params), images[start : start + chunk])  # (R, chunk)
             correct += (predicted == labels[start : start + chunk]).sum(1)
     finally:
         module.train(was_training)

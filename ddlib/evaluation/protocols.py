@@ -35,6 +35,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 
 from ddlib.core.config import Config
+from ddlib.core.precision import check_precision
 from ddlib.core.train import OptimizerConfig
 
 __all__ = ["EvalConfig", "EvalResult", "PROTOCOLS", "PAPER_EPOCHS", "DEFAULT_LR", "protocol_epochs"]
@@ -111,7 +112,12 @@ class EvalConfig(Config):
     ``statistic`` is the accuracy the protocol's paper reports (``"last"`` epoch or
     ``"best"`` test point); ``protocol`` names the preset the values came from (recorded
     with the results, it does not itself change training).
+    ``precision="bf16"`` runs the networks' forward passes (training and testing) under
+    bfloat16 autocast, parameters and loss in float32 (:mod:`ddlib.core.precision`; ddlib's
+    option, the papers evaluate in float32); left out of ``to_dict()`` while ``"fp32"``.
     """
+
+    _omit_when_default = ("precision",)  # cache keys of fp32 runs written before the field existed stay valid
 
     #: Training epochs of each evaluation network (MTT's ``epoch_eval_train``: 1000; TGDD's code: 1500).
     epochs: int = 1000
@@ -159,8 +165,11 @@ class EvalConfig(Config):
     restart_at_decay: bool = False
     #: Momentum of the rebuilt optimizer; ``None``: unchanged (AST's code: 0.8 after the rebuild).
     momentum_after_decay: float | None = None
+    #: ``"fp32"`` (the papers' and default) or ``"bf16"``: forward passes under bfloat16 autocast (ddlib's option).
+    precision: str = "fp32"
 
     def validate(self) -> None:
+        check_precision(self.precision, "EvalConfig.precision")
         if isinstance(self.lr_decay_at, list):  # from JSON: keep the config hashable and comparable
             object.__setattr__(self, "lr_decay_at", tuple(self.lr_decay_at))
         fractions = self._fractions()

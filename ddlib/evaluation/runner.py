@@ -82,8 +82,9 @@ def _run_protocol(
     device: torch.device,
     progress: bool,
     desc: str,
+    runs: Sequence[int] | None = None,
 ) -> EvalResult:
-    """Train ``config.num_eval`` fresh networks on ``images`` and test them (shared by all entry points)."""
+    """Train ``config.num_eval`` fresh networks (or those of ``runs``) on ``images`` and test them."""
     from ddlib.data.cutmix import training_augmentation
 
     if config.compile and (reason := compiler_missing(device)):
@@ -93,22 +94,22 @@ def _run_protocol(
     test_images, test_labels = test_images.to(device), test_labels.to(device)
     augment, mix = training_augmentation(config.augmentation) if config.dsa else (None, None)
     opt_config = config.optimizer_config(lr)
-    runs = [(derive_seed(seed, "eval", run, "init"), derive_seed(seed, "eval", run, "data"))
-            for run in range(config.num_eval)]
+    indices = range(config.num_eval) if runs is None else _checked_runs(runs, config.num_eval)
+    runs = [(derive_seed(seed, "eval", run, "init"), derive_seed(seed, "eval", run, "data")) for run in indices]
     # In the images' dtype (float32 for every ddlib set; float64 only in precision tests).
     nets = [_build_net(config, channel, num_classes, im_size, init).to(device=device, dtype=images.dtype)
             for init, _ in runs]
     wanted = (config.batched if config.batched is not None
               else torch.device(device).type == "cuda" and not config.compile)
-    batched = wanted and config.num_eval > 1
+    batched = wanted and len(runs) > 1
     if batched and (reason := batching_unsupported(nets[0])) is not None:
         logger.info("batched evaluation not applicable (%s): training the %d %s networks one after another",
-                    reason, config.num_eval, config.arch)
+                    reason, len(runs), config.arch)
         batched = False
     test_points = {e for e in range(1, config.epochs + 1)
                    if e == config.epochs or (config.test_every and e % config.test_every == 0)}
     train = train_batched if batched else train_sequential
-    bar = tqdm(total=config.num_eval * config.epochs, desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=len(runs) * config.epochs, desc=desc, disable=not progress, leave=False)
     try:
         last, best, best_epoch = train(nets, images, labels, test_images, test_labels,
                                        [make_generator(data) for _, data in runs], augment=augment, mix=mix,
@@ -120,6 +121,13 @@ def _run_protocol(
     return EvalResult(last=tuple(last), best=tuple(best), best_epoch=tuple(best_epoch), seeds=tuple(seeds),
                       arch=config.arch, lr=float(lr), epochs=config.epochs, protocol=config.protocol,
                       statistic=config.statistic)
+
+
+def _checked_runs(runs: Sequence[int], num_eval: int) -> list[int]:
+    runs = [int(r) for r in runs]
+    if any(not 0 <= r < num_eval for r in runs) or len(set(runs)) != len(runs):
+        raise ValueError(f"runs={runs}: expected distinct network indices in [0, {num_eval})")
+    return runs
 
 
 def _test_split(data: ImageDataset, zca) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,6 +162,7 @@ def evaluate_synthetic(
     device: str | torch.device = "cpu",
     zca=None,
     progress: bool = True,
+    runs: Sequence[int] | None = None,
 ) -> EvalResult:
     """Train ``config.num_eval`` fresh networks on ``syn`` and test them on ``data``'s test split.
 
@@ -172,6 +181,10 @@ def evaluate_synthetic(
         The fitted whitening, required iff ``syn.zca``; the test images are whitened with it.
     progress : bool
         Show a tqdm bar.
+    runs : sequence of int, optional
+        Train only these of the ``num_eval`` networks (one process's share of a multi-process
+        evaluation); the result then holds their accuracies in this order. Network ``i`` is seeded
+        from ``seed`` and ``i`` alone, so its accuracy does not depend on which others run with it.
 
     Returns
     -------
@@ -188,7 +201,7 @@ def evaluate_synthetic(
     return _run_protocol(syn.images_syn, syn.labels_syn, test_images, test_labels,
                          num_classes=data.num_classes, lr=lr, config=config, seed=seed,
                          device=resolve_device(device), progress=progress,
-                         desc=f"eval {config.arch} ipc={syn.ipc}")
+                         desc=f"eval {config.arch} ipc={syn.ipc}", runs=runs)
 
 
 def evaluate_cross_arch(

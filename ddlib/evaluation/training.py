@@ -46,7 +46,7 @@ def train_sequential(nets: list[nn.Module], images: torch.Tensor, labels: torch.
     opt_config : OptimizerConfig
         Driven by :class:`ddlib.core.train.ScheduledOptimizer` (so AST's rebuild at the decay applies).
     config : EvalConfig
-        Reads ``epochs``, ``batch_size`` and ``compile`` (each network's forward goes
+        Reads ``epochs``, ``batch_size``, ``precision`` and ``compile`` (each network's forward goes
         through ``torch.compile``; the compiled graphs are reused by the next network).
     test_points : set of int
         Numbers of finished epochs after which the networks are tested.
@@ -69,10 +69,11 @@ def train_sequential(nets: list[nn.Module], images: torch.Tensor, labels: torch.
         top, top_epoch = -1.0, 0
         for epoch in range(config.epochs):
             loss = train_epoch(model, optimizer.optimizer, images, labels, batch_size=config.batch_size,
-                               generator=generator, augment=augment, epoch=epoch, mix=mix)
+                               generator=generator, augment=augment, epoch=epoch, mix=mix,
+                               precision=config.precision)
             optimizer.epoch_done()  # may rebuild the optimizer (AST): read .optimizer afresh every epoch
             if epoch + 1 in test_points:
-                acc = accuracy(model, test_images, test_labels)
+                acc = accuracy(model, test_images, test_labels, precision=config.precision)
                 if acc > top:  # strict: the earliest epoch wins a tie
                     top, top_epoch = acc, epoch + 1
                 bar.set_postfix(run=run, loss=f"{loss:.3f}", acc=f"{acc:.3f}")
@@ -98,10 +99,11 @@ def train_batched(nets: list[nn.Module], images: torch.Tensor, labels: torch.Ten
     top, top_epoch, accs = [-1.0] * num, [0] * num, [0.0] * num
     for epoch in range(config.epochs):
         losses = batched_train_epoch(template, params, optimizer, images, labels, batch_size=config.batch_size,
-                                     generators=generators, augment=augment, epoch=epoch, mix=mix)
+                                     generators=generators, augment=augment, epoch=epoch, mix=mix,
+                                     precision=config.precision)
         optimizer.epoch_done()
         if epoch + 1 in test_points:
-            accs = batched_accuracy(template, params, test_images, test_labels)
+            accs = batched_accuracy(template, params, test_images, test_labels, precision=config.precision)
             for r, acc in enumerate(accs):
                 if acc > top[r]:  # strict: the earliest epoch wins a tie
                     top[r], top_epoch[r] = acc, epoch + 1

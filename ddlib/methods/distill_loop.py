@@ -247,6 +247,9 @@ def run_distillation(
 
     Notes
     -----
+    A data-parallel method (``method.shard`` set, :mod:`ddlib.methods.data_parallel`) runs this
+    loop on every rank: all ranks resume from the same ``checkpoint_path``, only rank 0 writes it.
+
     The loop keeps a copy of ``method.state_dict()`` from before each step (one copy of the
     synthetic set and its optimizer state per iteration), restored when the step raises
     :class:`NonFiniteLoss` (or :class:`UnstableUpdate`) or is interrupted, so the stop and
@@ -278,8 +281,10 @@ def run_distillation(
         history, evaluations, start = payload["history"], payload["evaluations"], payload["iteration"]
         logger.info("%s: resumed from checkpoint at iteration %d (%s)", desc, start, path)
 
+    shard = getattr(method, "shard", None)  # a data-parallel method's DataParallel (ddlib.core.data_parallel)
+
     def save(iteration: int) -> None:
-        if path is not None:
+        if path is not None and (shard is None or shard.rank == 0):  # data parallel: one file, by rank 0
             atomic_torch_save({"method": method.state_dict(), "history": history, "evaluations": evaluations,
                                "iteration": iteration, "fingerprint": fingerprint,
                                "fingerprint_digest": _digest(fingerprint)}, path)
@@ -321,6 +326,8 @@ def run_distillation(
     finally:
         bar.close()
     save(done)
+    if shard is not None:
+        shard.barrier()  # no rank returns (and, say, reads the checkpoint) before rank 0 wrote it
     diagnose = getattr(method, "diagnose", None)
     flags = dict(diagnose()) if callable(diagnose) else {}
     for flag, message in flags.items():

@@ -35,9 +35,13 @@ from torch import nn
 
 from ddlib.core.compiled import maybe_compile
 from ddlib.core.config import Config
+from ddlib.core.data_parallel import DataParallel, resolve_data_parallel
+from ddlib.core.precision import autocast_float32_output, check_precision
 from ddlib.data.augment import DSA
 from ddlib.data.dataset import ImageDataset
+from ddlib.methods.data_parallel import check_per_sample, owned_class_batches, sharded_image_step
 from ddlib.methods.distill_loop import NonFiniteLoss, check_update, guard_bound
+from ddlib.methods.dm_embedding import check_real_chunk, embed_without_grad, resolve_real_chunk
 from ddlib.core.functional import ParamLayout
 from ddlib.models import build_model
 from ddlib.core.runtime import derive_seed, make_generator, resolve_device
@@ -45,17 +49,8 @@ from ddlib.methods.synthetic import SyntheticSet
 
 __all__ = [
     "DMConfig", "DistributionMatching", "dm_loss", "augment_by_class", "sample_real_by_class",
-    "real_init", "reinitialize_", "image_step", "embed_without_grad", "check_real_chunk", "resolve_real_chunk",
-    "CPU_REAL_CHUNK",
+    "real_init", "reinitialize_", "image_step",
 ]
-
-# Real images per forward pass on the CPU when the config leaves it open (real_chunk=None).
-# A pass of 16 CIFAR images keeps ConvNet-128's largest activation (16 x 128 x 32 x 32
-# floats, 8 MB) in a typical L3 cache, so the memory-bound norm, ReLU and pooling after
-# each convolution stop streaming through main memory, and no allocation is large enough
-# to be served by a fresh mmap: measured on a 2-core CPU (benchmarks/, DM at IPC 10,
-# 2,560 real images) 1.31 s -> 0.91 s per iteration, peak memory 4.1 GB -> 1.7 GB.
-CPU_REAL_CHUNK = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,11 +81,16 @@ class DMConfig(Config):
     real_chunk : int or None
         Real images per forward pass of the (gradient-free) real embedding: ``0`` embeds
         the whole real batch in one pass, ``k > 0`` in passes of ``k`` images, ``None``
-        (default) picks :func:`resolve_real_chunk`'s rule (16 on the CPU, one pass
-        elsewhere). Only speed and rounding change; see :func:`embed_without_grad`.
+        (default) picks :func:`~ddlib.methods.dm_embedding.resolve_real_chunk`'s rule (16 on the CPU, one pass
+        elsewhere). Only speed and rounding change; see :func:`~ddlib.methods.dm_embedding.embed_without_grad`.
+    precision : {"fp32", "bf16"}
+        ``"bf16"``: the embedding's forward passes run under bfloat16 autocast (:mod:`ddlib.core.precision`; ddlib's
+        option, the papers run float32); left out of ``to_dict()`` (cache keys) while ``"fp32"``.
     """
 
-    #: Synthetic images per class.
+    _omit_when_default = ("precision",)  # cache keys of fp32 runs written before the field existed stay valid
+
+    #: Synthetic images per class (a middle row of the papers' tables, which run 1, 10 and 50; DM's code: 50).
     ipc: int = 10
     #: Outer iterations (the DM paper and code: 20,000).
     iterations: int = 20000
@@ -100,7 +100,8 @@ class DMConfig(Config):
     batch_real: int = 256
     #: Siamese DSA on real and synthetic images, one draw per class and iteration (DM: on).
     dsa: bool = True
-    #: Initial images: random real images of the class (default) or standard normal noise (normalised space).
+    #: Initial images: random real images of the class (DM's code default, ``--init real``) or standard
+    #: normal noise in the normalised space (the code's ``noise``).
     init: Literal["real", "noise"] = "real"
     #: The randomly initialised embedding network, a ``ddlib.models.build_model`` name (DM: ConvNet).
     arch: str = "ConvNet"
@@ -115,9 +116,13 @@ class DMConfig(Config):
     #: Real images per pass of the gradient-free real embedding: ``0`` one pass, ``k > 0`` passes of ``k``,
     #: ``None`` (ddlib's choice) 16 on the CPU, one pass elsewhere; only speed and rounding change.
     real_chunk: int | None = None
+    #: ``"fp32"`` (the papers' and default) or ``"bf16"``: the embedding under bfloat16 autocast, the class-mean
+    #: distance in float32 (ddlib's option).
+    precision: str = "fp32"
 
     def validate(self) -> None:
         check_real_chunk(self.real_chunk)
+        check_precision(self.precision, "DMConfig.precision")
         for name in ("ipc", "batch_real", "width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected >= 1")
@@ -130,67 +135,6 @@ class DMConfig(Config):
 
 
 # -- pure pieces (shared with TGDD) ------------------------------------------------------------
-def check_real_chunk(real_chunk: int | None) -> None:
-    """Raise ValueError unless ``real_chunk`` is ``None`` or an int ``>= 0``."""
-    if real_chunk is not None and (isinstance(real_chunk, bool) or not isinstance(real_chunk, int)
-                                   or real_chunk < 0):  # the type checks matter outside a Config
-        raise ValueError(f"real_chunk={real_chunk!r}: expected None (automatic), 0 (one pass) or a positive "
-                         "number of images per pass")
-
-
-def _batch_statistics_layer(net: nn.Module) -> str | None:
-    """Name of the first batch-norm layer of ``net`` (its output depends on the whole pass), or None."""
-    return next((name for name, m in net.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)),
-                None)
-
-
-def resolve_real_chunk(real_chunk: int | None, net: nn.Module, device: torch.device | str) -> int:
-    """The real-embedding chunk a distiller uses: ``0`` (one pass) or images per pass.
-
-    ``None`` resolves to ``CPU_REAL_CHUNK`` (16) on the CPU and to one pass on other devices
-    (a GPU wants large batches), and to one pass for networks with batch norm. Chunking
-    leaves the features unchanged only when every image is embedded independently, as
-    with instance, layer or no norm.
-
-    Raises
-    ------
-    ValueError
-        For a bad value, or an explicit ``real_chunk > 0`` with a batch-norm network
-        (chunks would be normalised with different batch statistics).
-    """
-    check_real_chunk(real_chunk)
-    batch_norm = _batch_statistics_layer(net)
-    if real_chunk is None:
-        return CPU_REAL_CHUNK if torch.device(device).type == "cpu" and batch_norm is None else 0
-    if real_chunk > 0 and batch_norm is not None:
-        raise ValueError(f"real_chunk={real_chunk} splits the real batch, but layer {batch_norm!r} of the network "
-                         "is a batch norm, whose statistics would then differ per chunk; use real_chunk=0 "
-                         "(one pass) or None")
-    return real_chunk
-
-
-def embed_without_grad(embed_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-                       chunk: int = 0) -> torch.Tensor:
-    """``embed_fn(images)`` under ``torch.no_grad()``, ``chunk`` images per pass (``0``: one pass).
-
-    Parameters
-    ----------
-    embed_fn : callable
-        ``(N, C, H, W) -> (N, D)``; must embed every image independently for the
-        chunked result to equal one pass (up to rounding).
-    images : Tensor (N, C, H, W)
-    chunk : int
-        Images per forward pass; ``0`` or ``chunk >= N`` is one pass.
-
-    Returns
-    -------
-    Tensor (N, D)
-        Features without autograd history.
-    """
-    with torch.no_grad():
-        if chunk <= 0 or chunk >= len(images):
-            return embed_fn(images)
-        return torch.cat([embed_fn(part) for part in torch.split(images, chunk)])
 
 
 def dm_loss(embed_fn: Callable[[torch.Tensor], torch.Tensor], real_by_class: Sequence[torch.Tensor],
@@ -211,7 +155,7 @@ def dm_loss(embed_fn: Callable[[torch.Tensor], torch.Tensor], real_by_class: Seq
         the real ones, features split by class. ``False``: one pass per class and side
         (the DM code's loop; equal to the batched value for per-sample norms).
     real_chunk : int
-        Real images per forward pass (:func:`embed_without_grad`); ``0`` is one pass.
+        Real images per forward pass (:func:`~ddlib.methods.dm_embedding.embed_without_grad`); ``0`` is one pass.
 
     Returns
     -------
@@ -339,6 +283,10 @@ class DistributionMatching:
     seed : int
         Run seed; the distillation generator is ``derive_seed(seed, "distill")``.
     device : str or torch.device
+    data_parallel : bool or DataParallel
+        ``True``: divide the classes among the processes of the initialised default process
+        group (:mod:`ddlib.methods.data_parallel`; same images as one process up to rounding);
+        ``False`` (default), or no group of more than one process: one process.
 
     Attributes
     ----------
@@ -352,13 +300,18 @@ class DistributionMatching:
     """
 
     def __init__(self, data: ImageDataset, config: DMConfig, seed: int, *,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", data_parallel: bool | DataParallel = False) -> None:
         self.config, self.seed, self.data = config, seed, data
+        self.shard = resolve_data_parallel(data_parallel)
+        if self.shard is not None:
+            self.shard.classes(data.num_classes)  # ValueError now when a rank would own no class
         self.device = resolve_device(device)
         self.net = build_model(config.arch, data.channel, data.num_classes, data.im_size, width=config.width,
                                depth=config.depth, norm=config.norm).to(self.device)
         self.net.train()  # as in the DM code (batch norm, if any, uses batch statistics)
-        self.embed = maybe_compile(self.net.embed, config.compile, self.device)
+        check_per_sample(self.net, self.shard, "DistributionMatching")
+        self.embed = autocast_float32_output(maybe_compile(self.net.embed, config.compile, self.device),
+                                             config.precision, self.device)
         self.real_chunk = resolve_real_chunk(config.real_chunk, self.net, self.device)
         self.num_params = ParamLayout.of(self.net).numel
         self.generator = make_generator(derive_seed(seed, "distill"))
@@ -387,6 +340,13 @@ class DistributionMatching:
         """
         net_seed = int(torch.randint(0, 2**63 - 1, (1,), generator=self.generator))
         reinitialize_(self.net, net_seed)
+        if self.shard is not None:  # this rank's classes; the loss is a sum over classes
+            _, real, syn = owned_class_batches(self.shard, self.data, self.config.batch_real, self.generator,
+                                               self.device, self.augment, self.syn_by_class())
+            loss = dm_loss(self.embed, real, syn, real_chunk=self.real_chunk)
+            (total,) = sharded_image_step(self.shard, self.images, self.opt_img, loss, f"DM (iteration {iteration})")
+            check_update(f"DM images (iteration {iteration})", self.images, self.image_bound)
+            return {"loss": total, "net_seed": net_seed}
         real = sample_real_by_class(self.data, self.config.batch_real, self.generator, self.device)
         real, syn = augment_by_class(self.augment, real, self.syn_by_class(), self.generator)
         loss = dm_loss(self.embed, real, syn, real_chunk=self.real_chunk)

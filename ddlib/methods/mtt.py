@@ -11,191 +11,32 @@ with a convexified trajectory and ``sampling="continuous"``.
 The gradient through the unroll is computed by exact recomputation by default
 (``MTTConfig.memory="recompute"``: one inner step's graph in memory at a time, memory flat
 in ``syn_steps``); ``memory="graph"`` keeps every step's graph as the MTT code does.
+The settings and MTT's published table are in :mod:`ddlib.methods.mtt_config`.
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from ddlib.methods import ast_components as ast
-from ddlib.core.config import Config
+from ddlib.core.data_parallel import DataParallel, resolve_data_parallel
 from ddlib.data.augment import DSA
 from ddlib.data.dataset import ImageDataset
 from ddlib.data.zca import ZCA
+from ddlib.methods.data_parallel import check_per_sample, sum_image_grad
 from ddlib.methods.distill_loop import GUARD_FACTOR, NonFiniteLoss, check_update, guard_bound
 from ddlib.core.functional import ParamLayout, load_flat_params
 from ddlib.core.runtime import derive_seed, make_generator, resolve_device
+from ddlib.methods.mtt_config import MTTConfig
 from ddlib.methods.synthetic import SyntheticSet
-from ddlib.core.unroll import matching_gradients, matching_loss, unroll_student
+from ddlib.core.unroll import matching_loss, unroll_student
+from ddlib.core.unroll_recompute import matching_gradients
 
-__all__ = ["MTTConfig", "TrajectoryMatching", "MTT_TABLE", "expert_params"]
-
-# MTT's published hyper-parameters (its appendix and readme): (syn_steps, expert_epochs, max_start_epoch,
-# lr_img, lr_lr, lr_teacher, batch_syn, zca) per (dataset, ipc).
-MTT_TABLE = {
-    ("cifar10", 1): (50, 2, 2, 100.0, 1e-7, 0.01, None, True),
-    ("cifar10", 10): (30, 2, 20, 100.0, 1e-5, 0.001, None, True),
-    ("cifar10", 50): (30, 2, 40, 1000.0, 1e-5, 0.001, None, False),
-    ("cifar100", 1): (20, 3, 20, 1000.0, 1e-5, 0.01, None, True),
-    ("cifar100", 10): (20, 2, 20, 1000.0, 1e-5, 0.01, None, False),
-    ("cifar100", 50): (80, 2, 40, 1000.0, 1e-5, 0.01, 125, True),
-    ("tinyimagenet", 1): (10, 2, 10, 1e4, 1e-4, 0.01, None, False),
-    ("tinyimagenet", 10): (20, 2, 40, 1e4, 1e-4, 0.01, 200, False),
-    ("tinyimagenet", 50): (20, 2, 40, 1e4, 1e-4, 0.01, 300, False),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class MTTConfig(Config):
-    """Trajectory-matching settings; defaults are MTT's CIFAR-10 IPC 10 row (MTT's published table).
-
-    AST switches (each independent, all off = plain MTT): ``balanced_inner_loss`` (Eq. 2),
-    ``intermediate_matching`` (Eq. 4), ``perturbation`` (Eq. 5: ``"paper"`` or the authors'
-    ``"code"`` formula, see :func:`ddlib.methods.ast_perturbation.perturb_weights`; ``"none"`` = off),
-    ``init="representative"``, ``inner_momentum`` (the AST code's heavy-ball student);
-    :meth:`with_ast` turns them on as the code or as the paper has them. MCT:
-    ``sampling="continuous"``, and its code's ``gradient="tesla"`` (``"exact"``, the default,
-    is the papers' unrolled gradient).
-
-    ``memory="recompute"`` (the default) differentiates through the ``syn_steps`` inner
-    steps by exact recomputation: one step's autograd graph at a time (see
-    :func:`ddlib.core.unroll.matching_gradients`), so memory stays flat in ``syn_steps``, at the
-    price of one extra first-order pass per step (about 20 % more time on the CPU).
-    ``memory="graph"`` keeps the graph of every step, as the MTT code does (memory linear
-    in ``syn_steps``, about 0.33 GB per step for ConvNet-128 at IPC 10 on CIFAR-10). Both
-    give the same image and ``syn_lr`` gradients up to floating-point rounding.
-    """
-
-    #: Synthetic images per class (MTT's CIFAR-10 IPC 10 row).
-    ipc: int = 10
-    #: Distillation (outer) iterations (MTT: 5000).
-    iterations: int = 5000
-    #: Student SGD steps ``N`` per iteration (MTT's CIFAR-10 IPC 10 row: 30).
-    syn_steps: int = 30
-    #: Expert epochs ``M`` from the start snapshot to the target one (MTT's CIFAR-10 IPC 10 row: 2).
-    expert_epochs: int = 2
-    #: Start epochs are drawn from ``[0, max_start_epoch)`` (MTT's CIFAR-10 IPC 10 row: 20).
-    max_start_epoch: int = 20
-    #: Learning rate of the images, SGD momentum 0.5 (MTT's CIFAR-10 IPC 10 row: 100).
-    lr_img: float = 100.0
-    #: Learning rate of the learnable step size ``syn_lr``, SGD momentum 0.5 (MTT's CIFAR-10 IPC 10 row: 1e-5).
-    lr_lr: float = 1e-5
-    #: Initial ``syn_lr``, the student's step size (MTT's CIFAR-10 IPC 10 row: 0.001).
-    lr_teacher: float = 0.001
-    #: Synthetic images per inner step; ``None``: the whole synthetic set (MTT's CIFAR-10 IPC 10 row: all).
-    batch_syn: int | None = None
-    #: DSA augmentation of the student's batches (MTT: on).
-    dsa: bool = True
-    #: Distil in ZCA-whitened space (as the experts were trained); off by default, although MTT's CIFAR-10
-    #: IPC 10 row whitens (``for_dataset`` sets it per row).
-    zca: bool = False
-    #: Initial images: random real images of the class (default), standard normal noise, or AST's representative init.
-    init: Literal["real", "noise", "representative"] = "real"
-    #: Clusters of representative init when not ``ipc``; ``None``: ``ipc`` clusters, one image each
-    #: (AST's IPC 50 variant: 10 clusters x 5 nearest).
-    representative_clusters: int | None = None
-    #: Features of representative init: ``"embed"`` (the paper's penultimate features) or ``"logits"`` (AST code).
-    representative_features: Literal["embed", "logits"] = "embed"
-    #: Start-epoch sampling: ``"integer"`` epochs (MTT) or ``"continuous"`` real-valued ones (MCT).
-    sampling: Literal["integer", "continuous"] = "integer"
-    #: AST's balanced inner-loop loss (Eq. 2); off: plain MTT.
-    balanced_inner_loss: bool = False
-    #: ``theta`` of the balanced inner-loop loss (the AST paper, Eq. 2: 8).
-    balance_theta: float = 8.0
-    #: Log base of the balanced inner-loop loss; ``None``: natural log (the AST paper); 5: the AST code.
-    balance_log_base: float | None = None
-    #: AST's intermediate matching (Eq. 4); off: plain MTT.
-    intermediate_matching: bool = False
-    #: Weights of the intermediate terms: ``"equal"`` (beta 1, the AST paper's better choice, Fig. 5) or
-    #: ``"adaptive"`` (``i / M``).
-    intermediate_beta: Literal["equal", "adaptive"] = "equal"
-    #: AST's weight perturbation: Eq. 5 (``"paper"``), the formula of ``distill.py`` (``"code"``), or ``"none"`` (MTT).
-    perturbation: Literal["none", "paper", "code"] = "none"
-    #: Perturbation strength; ``None``: 0.1 for ``"paper"`` (the AST paper, Sec. 4.1), 1.0 for ``"code"``
-    #: (the AST code, ``distill.py``).
-    perturbation_alpha: float | None = None
-    #: Heavy-ball momentum of the student; 0: plain SGD (MTT, the AST paper); the AST code: 0.9.
-    inner_momentum: float = 0.0
-    #: ``"recompute"`` (ddlib's choice): one inner step's graph at a time, memory flat in ``syn_steps``;
-    #: ``"graph"``: the MTT code's full graph, memory growing per step.
-    memory: Literal["graph", "recompute"] = "recompute"
-    #: ``"exact"``: differentiate through every inner step (MTT, the papers); ``"tesla"``: per-step gradients at
-    #: detached student weights scaled by ``syn_lr.item()`` (TESLA; MCT's code), dropping the cross-step terms.
-    gradient: Literal["exact", "tesla"] = "exact"
-    #: Lower clamp of the learned ``syn_lr`` (ddlib's choice, a deviation logged per iteration): MTT's code has
-    #: no bound, and a step size driven to ``<= 0`` makes the student stand still or ascend.
-    min_syn_lr: float = 1e-6
-
-    def validate(self) -> None:
-        for name in ("ipc", "syn_steps", "expert_epochs", "max_start_epoch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: expected >= 1")
-        if self.min_syn_lr <= 0:
-            raise ValueError(f"min_syn_lr={self.min_syn_lr}: expected > 0")
-        if self.iterations < 0:
-            raise ValueError(f"iterations={self.iterations}: expected >= 0")
-        for name in ("lr_img", "lr_lr", "lr_teacher"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}={getattr(self, name)}: expected > 0")
-        if self.batch_syn is not None and self.batch_syn < 1:
-            raise ValueError(f"batch_syn={self.batch_syn}: expected >= 1 or None")
-        if not 0.0 <= self.inner_momentum < 1.0:
-            raise ValueError(f"inner_momentum={self.inner_momentum}: expected 0 <= inner_momentum < 1")
-        if self.perturbation_alpha is not None:
-            if self.perturbation == "none":
-                raise ValueError(f"perturbation_alpha={self.perturbation_alpha} is set but perturbation='none'; "
-                                 "expected perturbation='paper' or 'code' (or perturbation_alpha=None)")
-            if self.perturbation_alpha <= 0:
-                raise ValueError(f"perturbation_alpha={self.perturbation_alpha}: expected > 0 (or None for the "
-                                 "variant's default)")
-        if self.representative_clusters is not None and self.ipc % self.representative_clusters:
-            raise ValueError(f"ipc={self.ipc} is not a multiple of representative_clusters="
-                             f"{self.representative_clusters}")
-
-    @classmethod
-    def for_dataset(cls, dataset: str, ipc: int, **overrides: Any) -> "MTTConfig":
-        """MTT's published settings for ``dataset`` at ``ipc`` (its appendix and readme), then ``overrides``."""
-        from ddlib.data import canonical_name
-
-        key = (canonical_name(dataset), ipc)
-        if key not in MTT_TABLE:
-            raise ValueError(f"no MTT settings for {key}; known: {sorted(MTT_TABLE)}. Pass the values explicitly.")
-        steps, epochs, max_start, lr_img, lr_lr, lr_teacher, batch_syn, zca = MTT_TABLE[key]
-        base = cls(ipc=ipc, syn_steps=steps, expert_epochs=epochs, max_start_epoch=max_start, lr_img=lr_img,
-                   lr_lr=lr_lr, lr_teacher=lr_teacher, batch_syn=batch_syn, zca=zca)
-        return base.replace(**overrides)
-
-    def with_ast(self, variant: Literal["code", "paper"] = "code", **overrides: Any) -> "MTTConfig":
-        """AST's full distiller on top of this config, as the authors' code or as the paper has it.
-
-        Both turn on representative initialisation, the balanced inner-loop loss (Eq. 2),
-        intermediate matching (Eq. 4) and the weight perturbation (Eq. 5). They differ where
-        the code and the paper disagree (AST's paper and its public code):
-
-        * ``"code"`` (the default; the book's main rows): the code's perturbation formula
-          (conv weights only, whole-tensor norm, alpha 1), ``log`` base 5 in the balanced
-          loss, a heavy-ball student with momentum 0.9, and the expert's logits as the
-          features of representative initialisation;
-        * ``"paper"``: Eq. 5's filter-wise perturbation with alpha 0.1, the natural log, a
-          plain SGD student, and the penultimate features.
-
-        (The code's ``int(ipc / 10)`` images per cluster, i.e. none at IPC 1, is not copied.)
-
-        ``overrides`` are applied last.
-        """
-        common = dict(init="representative", balanced_inner_loss=True, intermediate_matching=True)
-        variants = {"code": dict(perturbation="code", balance_log_base=5.0, inner_momentum=0.9,
-                                 representative_features="logits"),
-                    "paper": dict(perturbation="paper", balance_log_base=None, inner_momentum=0.0,
-                                  representative_features="embed")}
-        if variant not in variants:
-            raise ValueError(f"variant={variant!r}: expected 'code' (the authors' code) or 'paper'")
-        return self.replace(**{**common, **variants[variant], **overrides})
+__all__ = ["TrajectoryMatching", "expert_params"]
 
 
 class Trajectory(Protocol):
@@ -232,11 +73,18 @@ class TrajectoryMatching:
     zca : ZCA, optional
         The fitted ZCA when ``config.zca`` (images then live in whitened space).
     device : str or torch.device
+    data_parallel : bool or DataParallel
+        ``True``: divide every inner batch among the processes of the initialised default
+        process group (:mod:`ddlib.methods.data_parallel`; same images and ``syn_lr`` as one
+        process up to rounding); ``False`` (default), or no group of more than one process: one process.
     """
 
     def __init__(self, data: ImageDataset, source: Any, net: nn.Module, config: MTTConfig, seed: int, *,
-                 zca: ZCA | None = None, device: str | torch.device = "cpu") -> None:
+                 zca: ZCA | None = None, device: str | torch.device = "cpu",
+                 data_parallel: bool | DataParallel = False) -> None:
         self.config, self.seed, self.device = config, seed, resolve_device(device)
+        self.shard = resolve_data_parallel(data_parallel)
+        check_per_sample(net, self.shard, "TrajectoryMatching")
         self.data, self.source, self.zca = data, source, zca
         expert_zca = getattr(getattr(source, "config", None), "zca", None)  # a TrajectoryStore's ExpertConfig
         if expert_zca is not None and bool(expert_zca) != config.zca:
@@ -272,6 +120,9 @@ class TrajectoryMatching:
         images, labels = self._initial_images()
         self.images = images.to(self.device).requires_grad_(True)
         self.labels = labels.to(self.device)
+        if self.shard is not None:  # every inner batch (the last of a pass may be short) must split over the ranks
+            size = min(config.batch_syn or len(labels), len(labels))
+            self.shard.part(len(labels) % size or size)
         self.syn_lr = torch.tensor(config.lr_teacher, device=self.device).requires_grad_(True)
         self.opt_img = torch.optim.SGD([self.images], lr=config.lr_img, momentum=0.5)
         self.opt_lr = torch.optim.SGD([self.syn_lr], lr=config.lr_lr, momentum=0.5)
@@ -357,7 +208,7 @@ class TrajectoryMatching:
 
         unroll_args = dict(syn_steps=cfg.syn_steps, generator=self.generator, batch_syn=cfg.batch_syn,
                            augment=self.augment, loss_weight=weight, momentum=cfg.inner_momentum,
-                           keep_steps=points, gradient=cfg.gradient)
+                           keep_steps=points, gradient=cfg.gradient, shard=self.shard)
         if cfg.memory == "recompute":
             grads = matching_gradients(self.net, theta_start, self.images, self.labels, self.syn_lr,
                                        outer=outer, **unroll_args)
@@ -376,6 +227,7 @@ class TrajectoryMatching:
             self.opt_img.zero_grad(set_to_none=True)
             self.opt_lr.zero_grad(set_to_none=True)
             loss.backward()
+        sum_image_grad(self.shard, self.images)  # data parallel: each rank holds its parts of the batches
         grads_finite = torch.isfinite(self.images.grad).all() and torch.isfinite(self.syn_lr.grad)
         if not grads_finite:
             raise NonFiniteLoss(f"gradient of the matching loss is not finite (expert {k}, start epoch {start})")

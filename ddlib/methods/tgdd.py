@@ -51,11 +51,14 @@ from torch import nn
 
 from ddlib.core.compiled import maybe_compile
 from ddlib.core.config import Config
+from ddlib.core.data_parallel import DataParallel, resolve_data_parallel
+from ddlib.core.precision import autocast_float32_output, check_precision
 from ddlib.data.augment import DSA
 from ddlib.data.diffaug import DiffAug, DiffAugConfig
 from ddlib.data.dataset import ImageDataset
-from ddlib.methods.dm import (augment_by_class, check_real_chunk, dm_loss, image_step, real_init, resolve_real_chunk,
-                 sample_real_by_class)
+from ddlib.methods.dm import augment_by_class, dm_loss, image_step, real_init, sample_real_by_class
+from ddlib.methods.dm_embedding import check_real_chunk, resolve_real_chunk
+from ddlib.methods.data_parallel import check_per_sample, owned_class_batches, sharded_image_step
 from ddlib.methods.distill_loop import check_update, guard_bound, saturation_flags
 from ddlib.core.functional import ParamLayout, load_flat_params
 from ddlib.core.runtime import derive_seed, make_generator, resolve_device
@@ -116,9 +119,15 @@ class TGDDConfig(Config):
     real_chunk : int or None
         Real images per forward pass of the ``L_MMD`` real embedding (``0``: one pass,
         ``None``: 16 on the CPU, one pass elsewhere); as ``DMConfig.real_chunk``.
+    precision : {"fp32", "bf16"}
+        ``"bf16"``: the ``L_MMD`` embedding's forward passes run under bfloat16 autocast (``L_SDC``
+        stays float32; :mod:`ddlib.core.precision`; ddlib's option, the papers run float32); left out
+        of ``to_dict()`` (cache keys) while ``"fp32"``.
     """
 
-    #: Synthetic images per class.
+    _omit_when_default = ("precision",)  # cache keys of fp32 runs written before the field existed stay valid
+
+    #: Synthetic images per class (a middle row of TGDD's tables, which run 1, 10 and 50).
     ipc: int = 10
     #: Outer iterations (the TGDD paper: 10,000).
     iterations: int = 10000
@@ -153,9 +162,13 @@ class TGDDConfig(Config):
     #: ``"idc"`` (TGDD's ``common.py`` ``diffaug()``: IDC's DiffAug with ``batch=True``, every op on every call)
     #: or ``"dsa"`` (MTT's siamese DSA, one random op group per call).
     augmentation: Literal["idc", "dsa"] = "idc"
+    #: ``"fp32"`` (the paper's and default) or ``"bf16"``: the ``L_MMD`` embedding under bfloat16 autocast, the
+    #: distance in float32 (ddlib's option; ``L_SDC`` stays float32).
+    precision: str = "fp32"
 
     def validate(self) -> None:
         check_real_chunk(self.real_chunk)
+        check_precision(self.precision, "TGDDConfig.precision")
         for name in ("ipc", "region_length", "batch_real"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected >= 1")
@@ -241,6 +254,10 @@ class TGDD:
     config : TGDDConfig
     seed : int
     device : str or torch.device
+    data_parallel : bool or DataParallel
+        ``True``: divide the classes among the processes of the initialised default process
+        group (:mod:`ddlib.methods.data_parallel`); ``False`` (default), or no group of more
+        than one process: one process.
 
     Attributes
     ----------
@@ -250,13 +267,18 @@ class TGDD:
     """
 
     def __init__(self, data: ImageDataset, source: Any, net: nn.Module, config: TGDDConfig, seed: int, *,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", data_parallel: bool | DataParallel = False) -> None:
         self.config, self.seed, self.data, self.source = config, seed, data, source
+        self.shard = resolve_data_parallel(data_parallel)
+        check_per_sample(net, self.shard, "TGDD")
+        if self.shard is not None:
+            self.shard.classes(data.num_classes)  # ValueError now when a rank would own no class
         self.device = resolve_device(device)
         if len(source) < 1:
             raise ValueError("the trajectory source holds no experts")
         self.encoder = net.to(self.device).train()
-        self.embed = maybe_compile(self.encoder.embed, config.compile, self.device)
+        self.embed = autocast_float32_output(maybe_compile(self.encoder.embed, config.compile, self.device),
+                                             config.precision, self.device)
         self.real_chunk = resolve_real_chunk(config.real_chunk, self.encoder, self.device)
         self.region_net = None if not config.use_sdc else _clone(self.encoder)
         self.layout = ParamLayout.of(self.encoder)
@@ -299,11 +321,18 @@ class TGDD:
         trajectory = self._trajectory(m)
         j, k = sample_snapshot_epochs(trajectory.num_epochs, cfg.region_length, g)
         # Real batches are drawn in every ablation so the random stream does not depend on the switches.
-        real = sample_real_by_class(data, cfg.batch_real, g, self.device)
-        if not cfg.use_mmd:
-            real = [x[:0] for x in real]
-        syn = list(torch.split(data.normalize(self.pixels), cfg.ipc))
-        real, syn = augment_by_class(self.augment, real, syn, g)
+        labels = self.labels
+        if self.shard is None:
+            real = sample_real_by_class(data, cfg.batch_real, g, self.device)
+            if not cfg.use_mmd:
+                real = [x[:0] for x in real]
+            syn = list(torch.split(data.normalize(self.pixels), cfg.ipc))
+            real, syn = augment_by_class(self.augment, real, syn, g)
+        else:  # this rank's classes: both terms are sums over classes (module docstring of data_parallel)
+            syn = list(torch.split(data.normalize(self.pixels), cfg.ipc))
+            classes, real, syn = owned_class_batches(self.shard, data, cfg.batch_real, g, self.device, self.augment,
+                                                     syn, real=cfg.use_mmd)
+            labels = torch.cat([self.labels[c * cfg.ipc:(c + 1) * cfg.ipc] for c in classes])
         zero = self.pixels.new_zeros(())
         mmd, sdc = zero, zero
         if cfg.use_mmd:
@@ -311,17 +340,23 @@ class TGDD:
             mmd = dm_loss(self.embed, real, syn, real_chunk=self.real_chunk)
         if cfg.use_sdc:
             self._load(self.region_net, trajectory, k)
-            sdc = sdc_loss(self.region_net, torch.cat(syn), self.labels)
+            sdc = sdc_loss(self.region_net, torch.cat(syn), labels)
+            if self.shard is not None:  # this rank's share of the mean over all synthetic images
+                sdc = sdc * (len(labels) / len(self.labels))
             if cfg.sdc_reduction == "class_sum":
                 sdc = sdc * data.num_classes
         loss = mmd + cfg.effective_alpha * sdc
-        image_step(self.pixels, self.opt_img, loss, f"TGDD (iteration {iteration}, expert {m}, epochs {j}/{k})")
+        what = f"TGDD (iteration {iteration}, expert {m}, epochs {j}/{k})"
+        if self.shard is None:
+            image_step(self.pixels, self.opt_img, loss, what)
+            values = [float(loss.detach()), float(mmd.detach()), float(sdc.detach())]
+        else:
+            values = sharded_image_step(self.shard, self.pixels, self.opt_img, loss, what, extras=(mmd, sdc))
         if cfg.clamp:
             with torch.no_grad():
                 self.pixels.clamp_(0.0, 1.0)
         check_update(f"TGDD pixels (iteration {iteration})", self.pixels, self.pixel_bound)
-        return {"loss": float(loss.detach()), "mmd": float(mmd.detach()), "sdc": float(sdc.detach()),
-                "m": m, "j": j, "k": k}
+        return {"loss": values[0], "mmd": values[1], "sdc": values[2], "m": m, "j": j, "k": k}
 
     # -- Distiller protocol ----------------------------------------------------------------------
     def synthetic_set(self) -> SyntheticSet:

@@ -29,7 +29,8 @@ import torch
 
 from ddlib.core.config import Config
 from ddlib.core.provenance import source_hash
-from ddlib.results.records import PARTIAL_SUFFIX, Record, append_records, collect_provenance
+from ddlib.results.records import PARTIAL_SUFFIX, Record, append_records
+from ddlib.results.measurement import collect_provenance
 from ddlib.results.verdicts import VERDICTS, Verdict
 
 logger = logging.getLogger(__name__)

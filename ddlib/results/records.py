@@ -4,7 +4,7 @@ Every number the book shows is a record written by the notebook that measured it
 ``paper``, ``experiment`` (the paper's table or figure, e.g. ``"Table 3"``, or a named
 extra), ``method``, ``dataset``, ``ipc``, ``arch``, ``seed``, ``metric``, ``value``,
 ``scale``, ``config`` and ``provenance`` (git SHA, ddlib/torch versions, device, wall
-time, peak memory). Appends are atomic: the file is rewritten to a temporary file and
+time, peak memory; :mod:`ddlib.results.measurement`). Appends are atomic: the file is rewritten to a temporary file and
 renamed, so a crash leaves either the old or the new file, never half a line.
 
 A notebook run writes its own file (:class:`ddlib.results.recorder.Recorder`:
@@ -22,22 +22,16 @@ import json
 import math
 import operator
 import os
-import platform
 import re
-import resource
-import sys
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import torch
-
 from ddlib.core.fileio import atomic_write
-from ddlib.core.provenance import git_sha
 
 __all__ = [
-    "Record", "collect_provenance", "append_records", "read_records", "paper_results",
+    "Record", "append_records", "read_records", "paper_results",
     "side_by_side", "Stopwatch", "REQUIRED_FIELDS", "RUN_FIELDS", "PARTIAL_SUFFIX", "run_started", "paired_samples",
 ]
 
@@ -110,46 +104,6 @@ class Record:
         if isinstance(data["value"], float) and not math.isfinite(data["value"]):
             data["value"] = None
         return json.dumps(data, sort_keys=True, default=str, allow_nan=False)
-
-
-def _git_sha() -> str:
-    """Kept for older callers: :func:`ddlib.core.provenance.git_sha`."""
-    return git_sha()
-
-
-def peak_memory_mb(device: torch.device | str = "cpu") -> float:
-    """Peak memory of this process in MB: CUDA allocator peak on GPU, max RSS on CPU."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
-
-
-def collect_provenance(device: torch.device | str, wall_time_s: float, **extra: Any) -> dict[str, Any]:
-    """Provenance of a measurement: git SHA, versions, device, wall time, peak memory.
-
-    ``thp_mem_alloc_enable`` is the process's ``THP_MEM_ALLOC_ENABLE`` (``"1"`` when PyTorch
-    backs large CPU tensors with huge pages, as ``make`` runs the chapters; ``None`` when
-    unset): it moves CPU wall times, never values.
-    """
-    from ddlib.core.version import __version__
-
-    device = torch.device(device)
-    return {
-        "git_sha": _git_sha(),
-        "ddlib_version": __version__,
-        "torch_version": torch.__version__,
-        "python": platform.python_version(),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(),
-        "thp_mem_alloc_enable": os.environ.get("THP_MEM_ALLOC_ENABLE"),
-        "wall_time_s": round(float(wall_time_s), 3),
-        "peak_memory_mb": round(peak_memory_mb(device), 1),
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **extra,
-    }
 
 
 def append_records(path: str | os.PathLike, records: Iterable[Record]) -> Path:

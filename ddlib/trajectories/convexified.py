@@ -40,9 +40,9 @@ from ddlib.core.fileio import atomic_write as _atomic_write
 from ddlib.core.fileio import json_normalise as _json_normalise
 from ddlib.core.fileio import ExpertFileStore, read_json_manifest
 from ddlib.core.fileio import torch_bytes as _torch_bytes
-from ddlib.trajectories.trajectory_store import (
-    MANIFEST_NAME, TrajectoryStore, _differences,
-)
+from ddlib.trajectories.fingerprints import _differences
+from ddlib.trajectories.trajectory_manifest import MANIFEST_NAME
+from ddlib.trajectories.trajectory_store import TrajectoryStore
 from ddlib.trajectories.waypoints import smoothed_waypoints, waypoint_epochs
 
 __all__ = [

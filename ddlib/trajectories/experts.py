@@ -10,13 +10,13 @@ what MTT's ``buffer.py`` stores (one list of parameter tensors per epoch).
 returns a :class:`Trajectory`. Everything random is derived from one seed (weights
 from ``derive_seed(seed, "init")``, shuffling and DSA from ``derive_seed(seed, "data")``),
 and training can be stopped after any epoch and resumed from an :class:`ExpertState`
-with bit-identical results. :mod:`ddlib.trajectories.trajectory_store` writes many experts to disk.
+(:mod:`ddlib.trajectories.expert_state`) with bit-identical results.
+:mod:`ddlib.trajectories.trajectory_store` writes many experts to disk.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal
 
 import torch
 
@@ -26,11 +26,13 @@ from ddlib.data.dataset import ImageDataset
 from ddlib.data.zca import ZCA
 from ddlib.core.functional import ParamLayout, flatten_params
 from ddlib.models import build_model
+from ddlib.core.precision import check_precision
 from ddlib.core.runtime import derive_seed, make_generator, resolve_device
 from ddlib.core.train import LossHook, OptimizerConfig, ScheduledOptimizer, accuracy, cross_entropy_hook, train_epoch
+from ddlib.trajectories.expert_state import ExpertState, cpu_copy, scheduled_optimizer_state
 
 __all__ = [
-    "ExpertConfig", "ExpertState", "Trajectory", "train_expert", "build_expert_model", "prepare_expert_data",
+    "ExpertConfig", "Trajectory", "train_expert", "build_expert_model", "prepare_expert_data",
     "ZCA_REGULARIZATION",
 ]
 
@@ -71,7 +73,13 @@ class ExpertConfig(Config):
         With ``dsa`` on: ``"dsa"`` is MTT's per-sample DSA (MTT, AST); ``"tgdd"`` is TGDD's
         ``pretrain.py``: per-sample colour+crop DiffAug, then CutMix (p 0.5, Beta(1, 1)) with
         the mixed-label loss (:func:`ddlib.data.cutmix.training_augmentation`).
+    precision : {"fp32", "bf16"}
+        ``"bf16"``: forward passes under bfloat16 autocast, parameters, optimizer and loss in
+        float32 (:mod:`ddlib.core.precision`; ddlib's option, the papers train in float32).
+        Part of the store's key only when not ``"fp32"``, so existing stores keep their keys.
     """
+
+    _omit_when_default = ("precision",)  # keys of fp32 stores written before the field existed stay valid
 
     #: Model name for ``ddlib.models.build_model`` (MTT: ConvNet).
     arch: str = "ConvNet"
@@ -91,13 +99,16 @@ class ExpertConfig(Config):
     dsa: bool = True
     #: ZCA-whiten train and test images, fitted on train (MTT: on for CIFAR-10/100 only; pass it per data set).
     zca: bool = False
-    #: Dtype of the trajectories on disk; training always runs in float32 (ddlib's choice: float32).
+    #: Dtype of the trajectories on disk; parameters are always float32 (ddlib's choice: float32).
     storage_dtype: Literal["float32", "float16"] = "float32"
     #: With ``dsa`` on: ``"dsa"``, MTT's per-sample DSA (MTT, AST); ``"tgdd"``, TGDD's ``pretrain.py``
     #: per-sample colour+crop DiffAug, then CutMix (p 0.5, Beta(1, 1)) with the mixed-label loss.
     augmentation: Literal["dsa", "tgdd"] = "dsa"
+    #: ``"fp32"`` (the papers' and default) or ``"bf16"``: forward passes under bfloat16 autocast (ddlib's option).
+    precision: str = "fp32"
 
     def validate(self) -> None:
+        check_precision(self.precision, "ExpertConfig.precision")
         if self.epochs < 1:
             raise ValueError(f"epochs={self.epochs}: expected >= 1")
         if self.batch_size < 1:
@@ -236,92 +247,6 @@ class Trajectory:
                 f"dtype={self.snapshots.dtype}, seed={self.seed})")
 
 
-@dataclasses.dataclass(eq=False)
-class ExpertState:
-    """Everything needed to continue an expert exactly after ``epoch`` completed epochs.
-
-    Attributes
-    ----------
-    epoch : int
-        Completed epochs.
-    model_state : dict
-        ``net.state_dict()`` (parameters and buffers, e.g. BatchNorm statistics), CPU tensors.
-    optimizer_state : dict
-        ``state_dict()`` of the running optimizer (the rebuilt one after a restart).
-    scheduler_state : dict
-        The rest of :meth:`ddlib.core.train.ScheduledOptimizer.state_dict`: ``finished_epochs`` and
-        ``scheduler`` (the ``MultiStepLR`` state, ``None`` when the optimizer restarts at milestones).
-    generator_state : torch.Tensor
-        ``generator.get_state()`` of the CPU data generator (uint8).
-    snapshots : torch.Tensor
-        ``(epoch + 1, P)`` float32 snapshots recorded so far.
-    train_loss, test_accuracy : list of float
-        Metrics of the completed epochs (length ``epoch``).
-    """
-
-    epoch: int
-    model_state: dict[str, torch.Tensor]
-    optimizer_state: dict[str, Any]
-    scheduler_state: dict[str, Any]
-    generator_state: torch.Tensor
-    snapshots: torch.Tensor
-    train_loss: list[float]
-    test_accuracy: list[float]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (tensors, numbers, lists) loadable with ``torch.load(weights_only=True)``."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "ExpertState":
-        """Inverse of :meth:`to_dict`; ``ValueError`` naming missing or unknown keys."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        if set(values) != names:
-            raise ValueError(
-                f"ExpertState needs keys {sorted(names)}; missing {sorted(names - set(values))}, "
-                f"unknown {sorted(set(values) - names)}"
-            )
-        state = cls(**dict(values))
-        if state.snapshots.dim() != 2 or state.snapshots.shape[0] != state.epoch + 1:
-            raise ValueError(
-                f"ExpertState at epoch {state.epoch} needs snapshots ({state.epoch + 1}, P); "
-                f"got {tuple(state.snapshots.shape)}"
-            )
-        if len(state.train_loss) != state.epoch or len(state.test_accuracy) != state.epoch:
-            raise ValueError(f"ExpertState at epoch {state.epoch} holds {len(state.train_loss)} train losses "
-                             f"and {len(state.test_accuracy)} test accuracies")
-        return state
-
-
-def _cpu(value: Any) -> Any:
-    """Recursively move the tensors of a state dict to the CPU (cloned, so later steps do not alias)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        out = copy.copy(value)  # keeps the mapping type (Counter, OrderedDict with _metadata)
-        for key, item in value.items():
-            out[key] = _cpu(item)
-        return out
-    if isinstance(value, (list, tuple)):
-        return type(value)(_cpu(v) for v in value)
-    return value
-
-
-def _schedule_state(state: ExpertState) -> dict[str, Any]:
-    """:meth:`ScheduledOptimizer.state_dict` of ``state``: its ``optimizer_state`` plus ``scheduler_state``.
-
-    ``scheduler_state`` holds ``finished_epochs`` and the ``MultiStepLR`` state (``None`` when
-    the optimizer restarts at milestones). States written before :class:`ScheduledOptimizer`
-    hold the bare ``MultiStepLR`` state there; they are read as such.
-    """
-    schedule = dict(state.scheduler_state)
-    if "finished_epochs" not in schedule:
-        schedule = {"finished_epochs": state.epoch, "scheduler": schedule}
-    # a copy: Optimizer.load_state_dict keeps tensors that already sit on the right device, so
-    # training would update the caller's momentum buffers in place and spoil a second resume
-    return copy.deepcopy({**schedule, "optimizer": state.optimizer_state})
-
-
 def prepare_expert_data(data: ImageDataset, config: ExpertConfig,
                         device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Train/test images and labels on ``device``, ZCA-whitened (fit on train) when ``config.zca``.
@@ -399,7 +324,7 @@ def train_expert(
                 f"{layout.numel}) for {config.arch} at epoch {start.epoch}"
             )
         net.load_state_dict(start.model_state)
-        optimizer.load_state_dict(_schedule_state(start))
+        optimizer.load_state_dict(scheduled_optimizer_state(start))
         generator.set_state(start.generator_state)
         first, train_loss, test_accuracy = start.epoch, list(start.train_loss), list(start.test_accuracy)
         snapshots[: first + 1] = start.snapshots.to(torch.float32)
@@ -408,16 +333,17 @@ def train_expert(
         loss = train_epoch(
             net, optimizer.optimizer, images_train, labels_train, batch_size=config.batch_size,
             generator=generator, augment=augment, loss_hook=loss_hook, epoch=epoch, mix=mix,
+            precision=config.precision,
         )
         optimizer.epoch_done()
         snapshots[epoch + 1] = flatten_params(net).to("cpu", torch.float32)
         train_loss.append(float(loss))
-        test_accuracy.append(float(accuracy(net, images_test, labels_test)))
+        test_accuracy.append(float(accuracy(net, images_test, labels_test, precision=config.precision)))
         if on_epoch is not None:
-            schedule = _cpu(optimizer.state_dict())
+            schedule = cpu_copy(optimizer.state_dict())
             on_epoch(ExpertState(
                 epoch=epoch + 1,
-                model_state=_cpu(net.state_dict()),
+                model_state=cpu_copy(net.state_dict()),
                 optimizer_state=schedule.pop("optimizer"),
                 scheduler_state=schedule,
                 generator_state=generator.get_state(),

@@ -11,93 +11,44 @@ One folder holds one buffer::
 
 Every file is written atomically (temporary file in the same folder, ``fsync``,
 ``os.replace``), so a crash (even ``kill -9``) leaves either the old or the new version.
-The manifest is rewritten after each finished expert; the partial checkpoint (with its own
-sha256 header, checked on resume) is rewritten after every epoch and removed once its expert
-is recorded in the manifest. Rerunning :func:`generate_experts` with the same arguments
-continues where the crash happened and produces bit-identical trajectories. A writer holds
+The manifest (:mod:`ddlib.trajectories.trajectory_manifest`) is rewritten after each finished
+expert; the partial checkpoint (with its own sha256 header, checked on resume) is rewritten after
+every epoch and removed once its expert is recorded in the manifest. Rerunning
+:func:`generate_experts` with the same arguments continues where the crash happened and produces bit-identical trajectories. A writer holds
 ``root/.lock`` (:func:`ddlib.core.locks.file_lock`), so a second run generating the same store
 waits and then reuses the first run's experts.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from ddlib.data.dataset import ImageDataset
-from ddlib.trajectories.experts import ExpertConfig, ExpertState, Trajectory, build_expert_model, train_expert
+from ddlib.trajectories.expert_state import ExpertState
+from ddlib.trajectories.experts import ExpertConfig, Trajectory, train_expert
+from ddlib.trajectories.expert_records import merge_records, read_records, write_record
 from ddlib.core.fileio import atomic_write as _atomic_write
 from ddlib.core.fileio import checked_torch_bytes, read_checked_torch
 from ddlib.core.fileio import json_normalise as _json_normalise
-from ddlib.core.fileio import ExpertFileStore, read_json_manifest
+from ddlib.core.fileio import ExpertFileStore
 from ddlib.core.fileio import torch_bytes as _torch_bytes
 from ddlib.core.functional import ParamLayout
-from ddlib.trajectories.fingerprints import _differences, dataset_fingerprint, describe_loss_hook
+from ddlib.trajectories.fingerprints import _differences
+from ddlib.trajectories.trajectory_manifest import (FORMAT_VERSION, MANIFEST_NAME, manifest_header, read_manifest,
+                                                   save_manifest)
 from ddlib.core.locks import LOCK_NAME, clean_stale_temporaries, file_lock
 from ddlib.core.runtime import derive_seed
 from ddlib.core.train import LossHook, cross_entropy_hook
 
-__all__ = ["TrajectoryStore", "generate_experts", "describe_loss_hook", "dataset_fingerprint", "store_differences",
-           "MANIFEST_NAME"]
+__all__ = ["TrajectoryStore", "generate_experts"]
 
 logger = logging.getLogger(__name__)
-
-MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
-_REQUIRED_KEYS = (
-    "format_version", "dataset", "arch", "model_kwargs", "channel", "num_classes", "im_size",
-    "param_names", "param_shapes", "num_params", "dtype", "epochs", "config", "loss_hook", "seed", "experts",
-)
-
-
-def _manifest_header(data: ImageDataset, config: ExpertConfig, seed: int, loss_hook: LossHook) -> dict[str, Any]:
-    """Everything in the manifest except the per-expert records (JSON-normalised)."""
-    layout = ParamLayout.of(build_expert_model(data, config, seed=0))
-    return _json_normalise({
-        "format_version": FORMAT_VERSION,
-        "dataset": {
-            "name": data.name, "num_train": int(data.labels_train.numel()),
-            "num_test": int(data.labels_test.numel()), "fingerprint": dataset_fingerprint(data),
-        },
-        "arch": config.arch, "model_kwargs": {"width": config.width, "depth": config.depth, "norm": config.norm},
-        "channel": data.channel, "num_classes": data.num_classes, "im_size": list(data.im_size),
-        "param_names": list(layout.names), "param_shapes": [list(s) for s in layout.shapes],
-        "num_params": layout.numel, "dtype": config.storage_dtype, "epochs": config.epochs,
-        "config": config.to_dict(), "loss_hook": describe_loss_hook(loss_hook), "seed": seed,
-    })
-
-
-def store_differences(manifest: dict[str, Any], data: ImageDataset, config: ExpertConfig, seed: int,
-                      loss_hook: LossHook = cross_entropy_hook) -> list[str]:
-    """Where a store's manifest differs from a request (data fingerprint, config, seed, loss hook, layout).
-
-    Returns
-    -------
-    list of str
-        One ``"<key>: stored <value>, requested <value>"`` per differing leaf; empty when the
-        store was made for exactly this request.
-    """
-    stored = {k: v for k, v in manifest.items() if k != "experts"}
-    return _differences(stored, _manifest_header(data, config, seed, loss_hook))
-
-
-def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    _atomic_write(root / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
-
-
-def _read_manifest(root: Path) -> dict[str, Any]:
-    manifest = read_json_manifest(root, MANIFEST_NAME, _REQUIRED_KEYS, "trajectory store")
-    if manifest["format_version"] != FORMAT_VERSION:
-        path = root / MANIFEST_NAME
-        raise ValueError(f"manifest {str(path)!r} has format_version {manifest['format_version']!r}; "
-                         f"expected {FORMAT_VERSION}")
-    return manifest
 
 
 def _arch_key(arch: str) -> str:
@@ -120,7 +71,7 @@ class TrajectoryStore(ExpertFileStore):
     def __init__(self, root: str | os.PathLike, manifest: dict[str, Any] | None = None, *,
                  verify: bool = True) -> None:
         self.root = Path(root)
-        self.manifest = manifest = _read_manifest(self.root) if manifest is None else manifest
+        self.manifest = manifest = read_manifest(self.root) if manifest is None else manifest
         self.verify = bool(verify)
         self.layout = ParamLayout(
             tuple(manifest["param_names"]), tuple(tuple(int(d) for d in s) for s in manifest["param_shapes"])
@@ -153,7 +104,7 @@ class TrajectoryStore(ExpertFileStore):
             Unreadable manifest, or ``arch``/``num_params`` differ from the stored ones (naming both).
         """
         root = Path(root)
-        manifest = _read_manifest(root)
+        manifest = read_manifest(root)
         if arch is not None and _arch_key(arch) != _arch_key(manifest["arch"]):
             raise ValueError(f"trajectory store {str(root)!r} holds experts of arch {manifest['arch']!r}, "
                              f"but arch {arch!r} was expected")
@@ -251,10 +202,10 @@ def _open_for_writing(root: Path, header: dict[str, Any], num_experts: int) -> d
     """
     if not (root / MANIFEST_NAME).exists():
         manifest = dict(header, experts=[])
-        _write_manifest(root, manifest)
+        save_manifest(root, manifest)
         logger.info("created trajectory store %s for %d experts", root, num_experts)
         return manifest
-    manifest = _read_manifest(root)
+    manifest = read_manifest(root)
     stored = {k: v for k, v in manifest.items() if k != "experts"}
     diffs = _differences(stored, header)
     if diffs:
@@ -273,13 +224,23 @@ def _open_for_writing(root: Path, header: dict[str, Any], num_experts: int) -> d
 
 def _train_missing(root: Path, manifest: dict[str, Any], data: ImageDataset, config: ExpertConfig,
                    num_experts: int, seed: int, loss_hook: LossHook, device: str | torch.device, progress: bool,
-                   on_epoch: Callable[[int, ExpertState], None] | None) -> None:
-    """Train experts ``len(manifest["experts"]) .. num_experts - 1`` into ``root`` (caller holds the lock)."""
-    done = len(manifest["experts"])
-    bar = tqdm(total=num_experts * config.epochs, initial=min(done, num_experts) * config.epochs,
+                   on_epoch: Callable[[int, ExpertState], None] | None, ids: list[int],
+                   write_manifest: bool) -> None:
+    """Train the experts of ``ids`` that are neither in the manifest nor recorded in a record file.
+
+    With ``write_manifest`` (the caller holds the lock) each finished expert is folded into the
+    manifest as soon as the experts before it are; without, its record file is written instead
+    (:mod:`ddlib.trajectories.expert_records`) and rank 0 folds it in later.
+    """
+    records = read_records(root, lambda k: derive_seed(seed, "expert", k))
+    if write_manifest:
+        merge_records(root, manifest, records, save_manifest)
+    finished = {int(r["index"]) for r in manifest["experts"]} | set(records)
+    todo = [k for k in ids if k not in finished]
+    bar = tqdm(total=len(ids) * config.epochs, initial=(len(ids) - len(todo)) * config.epochs,
                disable=not progress, desc="experts", unit="epoch")
     try:
-        for k in range(done, num_experts):
+        for k in todo:
             expert_seed = derive_seed(seed, "expert", k)
             partial = root / f"expert_{k:03d}.partial.pt"
             start = _load_partial(partial, k, expert_seed, config) if partial.exists() else None
@@ -303,13 +264,17 @@ def _train_missing(root: Path, manifest: dict[str, Any], data: ImageDataset, con
             payload = _torch_bytes(trajectory.snapshots.to(config.torch_storage_dtype).clone())
             name = f"expert_{k:03d}.pt"
             _atomic_write(root / name, payload)
-            manifest["experts"].append({
+            record = {
                 "index": k, "seed": expert_seed, "file": name,
                 "sha256": hashlib.sha256(payload).hexdigest(), "nbytes": len(payload),
                 "train_loss": trajectory.train_loss, "test_accuracy": trajectory.test_accuracy,
-            })
-            _write_manifest(root, manifest)
-            partial.unlink(missing_ok=True)
+            }
+            if write_manifest:
+                records[k] = record
+                merge_records(root, manifest, records, save_manifest)
+            if not write_manifest or k in records:  # not (yet) in the manifest: leave a record for its writer
+                write_record(root, record)
+                partial.unlink(missing_ok=True)
             logger.info("expert %d done: final test accuracy %.4f", k, trajectory.test_accuracy[-1])
     finally:
         bar.close()
@@ -326,6 +291,8 @@ def generate_experts(
     device: str | torch.device = "cpu",
     progress: bool = True,
     on_epoch: Callable[[int, ExpertState], None] | None = None,
+    ids: Sequence[int] | None = None,
+    write_manifest: bool = True,
 ) -> TrajectoryStore:
     """Train ``num_experts`` experts into ``root``, creating the store or resuming it.
 
@@ -350,13 +317,25 @@ def generate_experts(
         Show a tqdm progress bar over all epochs of all experts.
     on_epoch : callable, optional
         ``on_epoch(k, state)`` after expert ``k``'s epoch checkpoint has been written.
+    ids : sequence of int, optional
+        Train only these expert indices (each in ``[0, num_experts)``); ``None``: all. One rank's
+        share of a multi-process run (:func:`ddlib.core.distributed.shard`); ``()`` trains
+        nothing and only folds finished records into the manifest.
+    write_manifest : bool
+        ``True``: hold ``root/.lock``, create or check the manifest and rewrite it after each
+        expert. ``False`` (the ranks of a multi-process run, which share the folder): the manifest
+        must exist already (rank 0 creates it with ``ids=()`` before a barrier); each finished
+        expert leaves a record file (:mod:`ddlib.trajectories.expert_records`) that rank 0 folds
+        in after the next barrier with another ``ids=()`` call. Expert ``k`` is seeded from
+        ``seed`` and ``k`` alone, so the store does not depend on how the ids were split.
 
     Raises
     ------
     ValueError
         ``root`` already holds a store whose data set, config, seed, loss hook or layout
         differ from the request (naming each difference), or a partial checkpoint that is
-        corrupt (naming it: delete it to retrain that expert).
+        corrupt (naming it: delete it to retrain that expert); an id outside
+        ``[0, num_experts)``; ``write_manifest=False`` and no manifest yet.
 
     Notes
     -----
@@ -367,12 +346,27 @@ def generate_experts(
         raise ValueError(f"num_experts={num_experts!r}: expected an int >= 1")
     if not isinstance(config, ExpertConfig):
         raise TypeError(f"config must be an ExpertConfig; got {type(config).__name__}")
+    ids = list(range(num_experts)) if ids is None else [int(k) for k in ids]
+    if bad := [k for k in ids if not 0 <= k < num_experts]:
+        raise ValueError(f"ids {bad}: expected expert indices in [0, {num_experts})")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    header = _manifest_header(data, config, seed, loss_hook)
+    header = manifest_header(data, config, seed, loss_hook)
+    if not write_manifest:  # one rank's share: no lock (the other ranks write the same folder), no manifest write
+        if not (root / MANIFEST_NAME).exists():
+            raise ValueError(f"write_manifest=False needs the manifest of {str(root)!r}; create it first "
+                             "(generate_experts(..., ids=()) on one process)")
+        manifest = read_manifest(root)
+        if diffs := _differences({k: v for k, v in manifest.items() if k != "experts"}, header):
+            raise ValueError(f"the trajectory store {str(root)!r} was made with other settings; "
+                             f"differences: {'; '.join(diffs)}")
+        _train_missing(root, manifest, data, config, num_experts, seed, loss_hook, device, progress, on_epoch,
+                       ids, write_manifest=False)
+        return TrajectoryStore.open(root)
     # One writer at a time: a second run waits here, then finds the first run's experts finished.
     with file_lock(root / LOCK_NAME, f"trajectory store {root}"):
         clean_stale_temporaries(root)  # only files whose writing process is gone
         manifest = _open_for_writing(root, header, num_experts)
-        _train_missing(root, manifest, data, config, num_experts, seed, loss_hook, device, progress, on_epoch)
+        _train_missing(root, manifest, data, config, num_experts, seed, loss_hook, device, progress, on_epoch,
+                       ids, write_manifest=True)
     return TrajectoryStore.open(root)
