@@ -265,4 +265,4 @@ display(Markdown(ddlib.record_claim(recorder, "Table 3", verdict, ours=ours,
 # paper chapter judges its distillers against random real images evaluated with the same seeds.
 
 # %% tags=["remove-cell"]
-recorder.finish()  # the run is complete: the summary reads only complete runs
+recorder.finish();  # the run is complete: the summary reads only complete runs

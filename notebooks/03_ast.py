@@ -746,6 +746,6 @@ for ipc in settings.ipcs:
 # the width of the networks, the number and length of the experts, the number of iterations and the
 # evaluation. The summary chapter sets these verdicts beside those of the other papers.
 
-# %%
-recorder.finish()  # the run is complete: the summary reads only complete runs
+# %% tags=["remove-cell"]
+recorder.finish();  # the run is complete: the summary reads only complete runs
 at.verdicts(recorder)

@@ -643,8 +643,8 @@ plt.tight_layout()
 # the last-epoch accuracies are in the tables above. The book's reproduction summary collects
 # these verdicts with those of the other chapters and links back to the sentences above.
 
-# %% tags=["hide-input"]
-recorder.finish()  # the run is complete: the summary reads only complete runs
+# %% tags=["remove-cell"]
+recorder.finish();  # the run is complete: the summary reads only complete runs
 records = ddlib.read_records(recorder.path)
 tgp.table_view(tgp.claims_table(records),
                "The claims of this chapter with their verdicts, in the order they were judged.")

@@ -214,4 +214,4 @@ study = bf16.precision_study(run.settings, run.data, run.recorder, seed=seed, de
                              artifacts_dir=artifacts_dir)
 display(study.table().style.format(bf16.TABLE_FORMATS, na_rep="-"))
 display(Markdown(study.caption(scale, run.data.name)))
-run.recorder.finish()  # the run is complete
+run.recorder.finish();  # the run is complete

@@ -50,6 +50,7 @@ def test_book_page_rendered(smoke_build, notebook):
     html = page.read_text()
     assert "Traceback" not in html
     assert "<img" in html or "<table" in html
+    assert "PosixPath(" not in html, f"{page.name} shows a stray return value (end the cell's last call with ';')"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
