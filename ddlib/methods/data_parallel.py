@@ -30,7 +30,7 @@ from ddlib.core.data_parallel import DataParallel
 from ddlib.data.dataset import ImageDataset
 from ddlib.methods.distill_loop import NonFiniteLoss
 
-__all__ = ["check_per_sample", "owned_class_batches", "sharded_image_step", "sum_image_grad"]
+__all__ = ["apply_image_gradient", "check_per_sample", "owned_class_batches", "sharded_image_step", "sum_image_grad"]
 
 
 def check_per_sample(net: nn.Module, shard: DataParallel | None, what: str) -> None:
@@ -120,13 +120,25 @@ def sharded_image_step(shard: DataParallel, images: torch.Tensor, optimizer: tor
     totals = shard.all_reduce_(torch.stack([loss.detach(), *[e.detach() for e in extras]]).to(torch.float64))
     if not torch.isfinite(totals[0]):
         raise NonFiniteLoss(f"{what} loss is {float(totals[0])}")
+    apply_image_gradient(images, optimizer, grad, what)
+    return totals.tolist()
+
+
+def apply_image_gradient(images: torch.Tensor, optimizer: torch.optim.Optimizer, grad: torch.Tensor,
+                         what: str) -> None:
+    """Check ``grad`` (shaped like ``images``), then take one optimizer step on ``images`` with it.
+
+    Raises
+    ------
+    NonFiniteLoss
+        If the gradient is NaN/Inf; nothing has been updated then.
+    """
     if not torch.isfinite(grad).all():
         raise NonFiniteLoss(f"gradient of the {what} loss is not finite")
     optimizer.zero_grad(set_to_none=True)
     images.grad = grad
     optimizer.step()
     images.grad = None
-    return totals.tolist()
 
 
 def sum_image_grad(shard: DataParallel | None, images: torch.Tensor) -> None:

@@ -39,7 +39,8 @@ from ddlib.core.data_parallel import DataParallel, resolve_data_parallel
 from ddlib.core.precision import autocast_float32_output, check_precision
 from ddlib.data.augment import DSA
 from ddlib.data.dataset import ImageDataset
-from ddlib.methods.data_parallel import check_per_sample, owned_class_batches, sharded_image_step
+from ddlib.methods.data_parallel import (apply_image_gradient, check_per_sample, owned_class_batches,
+                                         sharded_image_step)
 from ddlib.methods.distill_loop import NonFiniteLoss, check_update, guard_bound
 from ddlib.methods.dm_embedding import check_real_chunk, embed_without_grad, resolve_real_chunk
 from ddlib.core.functional import ParamLayout
@@ -263,12 +264,7 @@ def image_step(images: torch.Tensor, optimizer: torch.optim.Optimizer, loss: tor
     if not torch.isfinite(loss):
         raise NonFiniteLoss(f"{what} loss is {float(loss.detach())}")
     (grad,) = torch.autograd.grad(loss, [images])
-    if not torch.isfinite(grad).all():
-        raise NonFiniteLoss(f"gradient of the {what} loss is not finite")
-    optimizer.zero_grad(set_to_none=True)
-    images.grad = grad
-    optimizer.step()
-    images.grad = None
+    apply_image_gradient(images, optimizer, grad, what)
 
 
 # -- the distiller -------------------------------------------------------------------------------
