@@ -17,11 +17,12 @@ REQ_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16
 STAMP := $(VENV)/.ddlib-install-$(REQ_HASH)
 VPY := $(VENV)/bin/python
 
-.PHONY: venv test book book-smoke clean help bench bench-deps lab
+.PHONY: venv test book book-smoke dry-run clean help bench bench-deps bench-growth lab
 
 help:
 	@echo "make book   - set up .venv, execute every notebook at SCALE=$(SCALE) (smoke|mini|paper) and build the book"
-	@echo "make test   - set up .venv, run the smoke-scale book build and the test suite"
+	@echo "make test   - set up .venv, run the smoke-scale book build, the paper-scale dry run and the test suite"
+	@echo "make dry-run - every chapter at paper shapes with minimal counts (fake CIFAR files unless DATA_ROOT)"
 	@echo "make lab    - set up .venv and open the notebooks in JupyterLab (jupytext opens the .py files)"
 	@echo "variables:  SCALE, DEVICE (auto|cpu|cuda), DATA_ROOT (folder with CIFAR etc.), BUILD_DIR"
 
@@ -41,7 +42,17 @@ book: venv
 book-smoke: venv
 	$(VPY) scripts/build_book.py --scale smoke --device cpu --build-dir _build/smoke
 
-test: book-smoke
+# The dry run: every chapter with the paper's shapes and settings (CIFAR 3x32x32, width 128, ZCA, the
+# MTT table's steps, the cross-architecture networks) and the counts cut to the minimum, on fake
+# CIFAR-10/100 files in the exact on-disk format (or DATA_ROOT's real ones). `make test` runs it at
+# IPC 1 on the CPU; on a GPU: make dry-run DRY_RUN_DEVICE=cuda DRY_RUN_IPCS=1,10,50.
+DRY_RUN_IPCS ?= 1
+DRY_RUN_DEVICE ?= cpu
+dry-run: venv
+	$(VPY) scripts/build_book.py --scale paper --dry-run --device $(DRY_RUN_DEVICE) --ipcs $(DRY_RUN_IPCS) \
+		--data-root "$(DATA_ROOT)" --build-dir _build/paper-dry-run --no-build
+
+test: book-smoke dry-run
 	$(VPY) -m pytest
 
 lab: venv
@@ -75,3 +86,21 @@ bench: venv $(if $(REF_MTT)$(REF_DM),bench-deps)
 
 bench-deps: venv
 	$(VPY) -m pip install --quiet --disable-pip-version-check kornia scipy
+
+# How cost grows (benchmarks/cost_growth.py, needs REF_MTT): one MTT iteration (one warm-up, one
+# timed) at IPC 1, 10, 50 x syn_steps 10, 20, 40, 80 (GROWTH_IPCS, GROWTH_STEPS) for the reference code, ddlib
+# memory="graph" and memory="recompute", run one after the other per cell, each in a fresh process
+# (same threads and huge-page setting). Graph-mode cells whose estimated peak exceeds the memory budget
+# are recorded as skipped, not run. Writes benchmarks/results/cost_growth.json, which the
+# Performance page plots. The defaults below are those of the committed measurement: graph-mode
+# cells over 16 GB and cells over 10,000 images x inner steps (IPC 50 beyond 20 steps) are not run,
+# about 40 minutes on 2 idle cores; GROWTH_MAX_IMAGE_STEPS= (empty) runs every cell that fits in
+# memory (about 80 minutes, half of it memory="recompute" at IPC 50).
+GROWTH_IPCS ?= 1,10,50
+GROWTH_STEPS ?= 10,20,40,80
+GROWTH_MEMORY_GB ?= 16
+GROWTH_MAX_IMAGE_STEPS ?= 10000
+bench-growth: venv bench-deps
+	@test -n "$(REF_MTT)" || { echo "bench-growth: needs REF_MTT=<checkout of GeorgeCazenavette/mtt-distillation>"; exit 2; }
+	$(VPY) benchmarks/cost_growth.py --mtt-ref "$(REF_MTT)" --ipcs $(GROWTH_IPCS) --steps $(GROWTH_STEPS) \
+		--memory-budget-gb $(GROWTH_MEMORY_GB) $(if $(GROWTH_MAX_IMAGE_STEPS),--max-image-steps $(GROWTH_MAX_IMAGE_STEPS))

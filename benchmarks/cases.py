@@ -278,7 +278,9 @@ def run_mtt(case: Case, S: dict, device: torch.device) -> dict[str, Any]:
         trajectory = ConvexifiedTrajectory.from_trajectory(trajectory)
         config = config.replace(sampling="continuous")
     distiller = TrajectoryMatching(data, OneExpert(trajectory), net, config, seed=0, device=device)
-    result = measure(_counter(distiller.step), device, repeats=S["repeats"])
+    # "warmup"/"flops" are set by benchmarks/cost_growth.py, which times one iteration per cell
+    result = measure(_counter(distiller.step), device, repeats=S["repeats"], warmup=S.get("warmup", 1),
+                     flops=S.get("flops", True))
     result["settings"] = {"ipc": p["ipc"], "syn_steps": config.syn_steps, "nominal_steps": p["steps"], "memory": getattr(config, "memory", "graph"),
                           "variant": p["variant"], "batch_syn": config.batch_syn or p["ipc"] * NUM_CLASSES,
                           "expert_epochs": config.expert_epochs, "dsa": config.dsa, "zca": config.zca,
@@ -508,8 +510,14 @@ RUNNERS: dict[str, Callable[[Case, dict, torch.device], dict[str, Any]]] = {
 }
 
 
-def run_case(name: str, size: str, device: str, threads: int) -> dict[str, Any]:
-    """Run case ``name`` in this process and return its result dict (the child side of run.py)."""
+def run_case(name: str, size: str, device: str, threads: int, case: Case | None = None,
+             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run case ``name`` in this process and return its result dict (the child side of run.py).
+
+    ``case`` replaces the registered case of that name (a case built on the fly, as
+    ``benchmarks/cost_growth.py`` builds its grid); ``overrides`` replace entries of the size's
+    settings (:data:`SIZES`), e.g. ``{"repeats": 1}``.
+    """
     from ddlib.core.runtime import resolve_device
 
     torch.set_num_threads(threads)
@@ -517,9 +525,9 @@ def run_case(name: str, size: str, device: str, threads: int) -> dict[str, Any]:
     dev = resolve_device(device)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    case = CASES_BY_NAME[name]
+    case = case or CASES_BY_NAME[name]
     start = time.perf_counter()
-    result = RUNNERS[case.kind](case, SIZES[size], dev)
+    result = RUNNERS[case.kind](case, {**SIZES[size], **(overrides or {})}, dev)
     result.setdefault("status", "ok")
     if result["status"] == "ok":
         result.setdefault("peak_mb", memory_mb(dev))  # measure() reads it before counting FLOPs

@@ -27,6 +27,7 @@ import fnmatch
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -112,14 +113,38 @@ def child_env(environ: dict[str, str] | os._Environ, threads: int, huge_pages: s
     return env
 
 
-def run_child(case: cases.Case, args: argparse.Namespace) -> dict[str, Any]:
-    """Run one case in a fresh interpreter and parse its result line."""
+def run_process_group(command: list[str], env: dict[str, str], timeout: float | None,
+                      cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``subprocess.run`` in a session of its own; on timeout the whole group is killed.
+
+    A command that starts children of its own (the reference script runs each setting in a
+    child) would otherwise leave them running, and holding memory, after its timeout.
+
+    Raises
+    ------
+    subprocess.TimeoutExpired
+        After ``timeout`` seconds, once every process of the group is killed (as on ``KeyboardInterrupt``).
+    """
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException:  # the timeout, or Ctrl-C, which a group in a session of its own does not see
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
+def run_command(command: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Run a child command (``args``: threads, huge_pages, timeout) and parse its last result line."""
     env = child_env(os.environ, args.threads, args.huge_pages)
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", case.name, "--size", args.size,
-               "--threads", str(args.threads), "--device", args.device]
     start = time.perf_counter()
     try:
-        proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.timeout)
+        proc = run_process_group(command, env, args.timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
         return {"status": "error", "reason": f"timed out after {args.timeout} s"}
     lines = [line for line in proc.stdout.splitlines() if line.startswith(MARKER)]
@@ -130,6 +155,13 @@ def run_child(case: cases.Case, args: argparse.Namespace) -> dict[str, Any]:
     result = json.loads(lines[-1][len(MARKER):])
     result["process_s"] = time.perf_counter() - start
     return result
+
+
+def run_child(case: cases.Case, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one case in a fresh interpreter and parse its result line."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", case.name, "--size", args.size,
+               "--threads", str(args.threads), "--device", args.device]
+    return run_command(command, args)
 
 
 def select(patterns: list[str] | None) -> list[cases.Case]:

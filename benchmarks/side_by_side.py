@@ -44,10 +44,15 @@ Runner = Callable[[str, int], dict[str, Any]]  # (case, repeat) -> {"status", "s
 
 
 def reference_runner(args: argparse.Namespace) -> Runner:
-    """Runs one setting of the reference script in a fresh process; its result as ours are shaped."""
+    """Runs one setting of the reference script in a fresh process; its result as ours are shaped.
+
+    ``case`` is a key of :data:`REFERENCE_SETTINGS` or the script's own setting name
+    (``ipc10_s40``); ``args.ref_warmup``, when the namespace has it, sets the script's warm-up
+    iterations (its default: 2).
+    """
 
     def run(case: str, repeat: int) -> dict[str, Any]:
-        setting = REFERENCE_SETTINGS[case]
+        setting = REFERENCE_SETTINGS.get(case, case)
         workdir = Path(args.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         command = [args.ref_python, str(args.ref_script), str(args.mtt_ref or "none"), "--workdir", str(workdir),
@@ -56,10 +61,12 @@ def reference_runner(args: argparse.Namespace) -> Runner:
             command += ["--dm-ref", str(args.dm_ref)]
         if args.ref_iters:
             command += ["--iters", str(args.ref_iters)]
+        if getattr(args, "ref_warmup", None) is not None:
+            command += ["--warmup", str(args.ref_warmup)]
         env = bench.child_env(os.environ, args.threads, args.huge_pages)
         start = time.perf_counter()
-        try:
-            proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
+        try:  # in a process group of its own: the script's child must not outlive a timeout
+            proc = bench.run_process_group(command, env, args.timeout)
         except subprocess.TimeoutExpired:
             return {"status": "error", "reason": f"timed out after {args.timeout} s"}
         try:

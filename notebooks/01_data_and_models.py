@@ -47,6 +47,7 @@ device: str = "auto"  # auto | cpu | cuda | cuda:N
 data_root: str = ""  # folder holding CIFAR etc. (paper scale); empty: embedded data only
 out_dir: str = "results/01_data_and_models"  # this run's records (one file per run)
 artifacts_dir: str = "artifacts"  # caches shared by chapters: experts, checkpoints
+dry_run: bool = False  # paper scale only: every paper shape, minimal counts (a rehearsal)
 
 # %% tags=["hide-input"]
 import seaborn as sns
@@ -59,7 +60,7 @@ sns.set_theme(style="white")
 dataset = "cifar10" if scale == "paper" and dataset == "mnist5k" else dataset  # paper: CIFAR-10
 # every parameter checked before any compute
 params = ddlib.chapter_params(scale, dataset=dataset, seed=seed, device=device, data_root=data_root,
-                              out_dir=out_dir, artifacts_dir=artifacts_dir)
+                              out_dir=out_dir, artifacts_dir=artifacts_dir, dry_run=dry_run)
 device, dataset = params.device, params.dataset
 generator = ddlib.make_generator(seed)
 embedded = {name: ddlib.load_dataset(name) for name in ("mnist5k", "digits")}

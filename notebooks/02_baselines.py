@@ -80,6 +80,7 @@ device: str = "auto"  # auto | cpu | cuda | cuda:N
 data_root: str = ""  # folder holding CIFAR etc. (paper scale); empty: embedded data only
 out_dir: str = "results/02_baselines"  # this run's records (one file per run)
 artifacts_dir: str = "artifacts"  # caches shared by chapters: experts, checkpoints
+dry_run: bool = False  # paper scale only: every paper shape, minimal counts (a rehearsal)
 
 # %% tags=["hide-input"]
 import seaborn as sns
@@ -95,9 +96,9 @@ sns.set_theme(style="whitegrid")
 # %% tags=["hide-input"]
 # every parameter checked before any compute
 params = ddlib.chapter_params(scale, dataset=dataset, ipcs=ipcs, seed=seed, device=device,
-                              data_root=data_root, out_dir=out_dir, artifacts_dir=artifacts_dir)
-# Coresets need no distillation, so this chapter evaluates them at IPC 1 and 10 (AST's Table 3) even
-# where the scale distils at IPC 1 only, plus every IPC the scale distils at.
+                              data_root=data_root, out_dir=out_dir, artifacts_dir=artifacts_dir,
+                              dry_run=dry_run)
+# Coresets need no distillation: evaluated at IPC 1 and 10 (AST's Table 3) and every IPC distilled
 ipcs = baselines.coreset_ipcs(params)
 # one CPU thread, as in every chapter: the shared experts are bit-identical whoever trains them
 run = ddlib.start_chapter("Baselines", params, record_params={"ipcs": ipcs})

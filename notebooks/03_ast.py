@@ -121,6 +121,7 @@ device: str = "auto"  # auto | cpu | cuda | cuda:N
 data_root: str = ""  # folder holding CIFAR etc. (paper scale); empty: embedded data only
 out_dir: str = "results/03_ast"  # this run's records (one file per run)
 artifacts_dir: str = "artifacts"  # caches shared by chapters: experts, checkpoints
+dry_run: bool = False  # paper scale only: every paper shape, minimal counts (a rehearsal)
 
 # %% tags=["hide-input"]
 import functools
@@ -139,7 +140,8 @@ pd.set_option("display.max_colwidth", 80)
 
 # %% tags=["hide-input"]
 params = ddlib.chapter_params(scale, dataset=dataset, ipcs=ipcs, seed=seed, device=device,
-                              data_root=data_root, out_dir=out_dir, artifacts_dir=artifacts_dir)
+                              data_root=data_root, out_dir=out_dir, artifacts_dir=artifacts_dir,
+                              dry_run=dry_run)
 run = ddlib.start_chapter("AST", params)  # every parameter checked before any compute
 settings, data, recorder, device = run.settings, run.data, run.recorder, run.device
 chapter = ac.start_ast(run)  # the plan, the protocol, the ZCA and every run of the chapter
@@ -148,8 +150,7 @@ ablation_ipc, cross_ipc, first_seed = chapter.ablation_ipc, chapter.cross_ipc, r
 published = ddlib.paper_results().query("paper == 'AST'")
 paper = functools.partial(at.published_value, published)  # one published cell, never typed in
 BEST, LAST, show = cx.BEST, cx.LAST, ddlib.show_markdown  # show: a claim's sentence, as markdown
-print(data)
-print(f"device: {device}; threads: {torch.get_num_threads()}; distillation seeds: {runs.seeds}")
+print(f"{data}\ndevice: {device}; threads: {torch.get_num_threads()}; seeds: {runs.seeds}")
 
 # %% [markdown]
 # ## What this scale changes

@@ -128,6 +128,7 @@ device: str = "auto"  # auto | cpu | cuda | cuda:N
 data_root: str = ""  # folder holding CIFAR etc. (paper scale); empty: embedded data only
 out_dir: str = "results/04_mct"  # this run's records (one file per run)
 artifacts_dir: str = "artifacts"  # caches shared by chapters: experts, checkpoints
+dry_run: bool = False  # paper scale only: every paper shape, minimal counts (a rehearsal)
 
 # %% tags=["hide-input"]
 import seaborn as sns
@@ -154,7 +155,8 @@ ABLATION_ROWS = {"mini": ("MCT, uniform lambda",)}
 # %% tags=["hide-input"]
 # every parameter checked before any compute
 params = ddlib.chapter_params(scale, dataset=dataset, ipcs=ipcs, seed=seed, device=device,
-                              data_root=data_root, out_dir=out_dir, artifacts_dir=artifacts_dir)
+                              data_root=data_root, out_dir=out_dir, artifacts_dir=artifacts_dir,
+                              dry_run=dry_run)
 run = ddlib.start_chapter("MCT", params, **SCALE_OVERRIDES.get(scale, {}))
 settings, data, recorder, device = run.settings, run.data, run.recorder, run.device
 # the run's IPCs, seeds, early checkpoint, evaluation and checkpoint folder
@@ -217,7 +219,7 @@ mctt.distiller_table(settings, ipcs, scale=scale)
 # The line below the cell lists the epochs each variant stores.
 
 # %% tags=["hide-input"]
-expert_config = settings.expert_config("mtt")
+expert_config = plan.expert_config()  # MTT's recipe, long enough for every row's window
 store = ddlib.cached_experts(artifacts_dir, data, expert_config, settings.num_experts, seed,
                              device=device, progress=False)
 experts = mcx.FirstExperts(store, settings.num_experts)

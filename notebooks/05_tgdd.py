@@ -109,6 +109,7 @@ device: str = "auto"  # auto | cpu | cuda | cuda:N
 data_root: str = ""  # folder holding CIFAR etc. (paper scale); empty: embedded data only
 out_dir: str = "results/05_tgdd"  # this run's records (one file per run)
 artifacts_dir: str = "artifacts"  # caches shared by chapters: experts, checkpoints
+dry_run: bool = False  # paper scale only: every paper shape, minimal counts (a rehearsal)
 
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
@@ -128,7 +129,8 @@ sns.set_theme(style="whitegrid")
 pd.set_option("display.max_colwidth", 90)
 # every parameter checked before any compute
 params = ddlib.chapter_params(scale, dataset=dataset, ipcs=ipcs, seed=seed, device=device,
-                              data_root=data_root, out_dir=out_dir, artifacts_dir=artifacts_dir)
+                              data_root=data_root, out_dir=out_dir, artifacts_dir=artifacts_dir,
+                              dry_run=dry_run)
 run = ddlib.start_chapter("TGDD", params)  # one CPU thread: shared experts bit-identical
 settings, data, recorder, device = run.settings, run.data, run.recorder, run.device
 setup = tgs.chapter_setup(run)  # the chapter's own settings (batch_real, protocols, analyses)
@@ -470,12 +472,13 @@ for label in cross_archs:
 # are shown beside the paper's without a verdict: one seed gives no interval.
 
 # %% tags=["hide-input"]
-if scale == "paper":
+if scale == "paper" and not params.dry_run:
     sub_records = tgs.imagenet_subsets(chapter, published, scale=scale, seed=seed, out_dir=out_dir,
                                        artifacts_dir=artifacts_dir, data_root=data_root)
     display(tgp.imagenet_view(published, sub_records, metric=best))
 else:
-    display(Markdown(f"**Not run at `{scale}` scale** (needs the ImageNet subsets and a GPU)."))
+    display(Markdown(f"**Not run at `{'paper dry run' if params.dry_run else scale}` scale** "
+                     "(needs the ImageNet subsets and a GPU)."))
     display(tgp.paper_view(published, "ImageNet subsets", "The paper's ImageNet subsets: test "
                            "accuracy (%) at IPC 10 (ConvNet-5, best of tests).",
                            **tgp.IMAGENET_LAYOUT))

@@ -29,6 +29,7 @@ device: str = "auto"  # unused here
 data_root: str = ""  # unused here
 out_dir: str = "results/06_summary"  # its parent holds the chapters' result folders read here
 artifacts_dir: str = "artifacts"  # unused here
+dry_run: bool = False  # paper scale only: every paper shape, minimal counts (a rehearsal)
 
 # %% tags=["hide-input"]
 from pathlib import Path
@@ -40,7 +41,7 @@ from ddlib.results.summary import reading_guide, reproduction_summary, summary_h
 
 # every parameter checked before any compute
 params = ddlib.chapter_params(scale, seed=seed, device=device, data_root=data_root, out_dir=out_dir,
-                              artifacts_dir=artifacts_dir)
+                              artifacts_dir=artifacts_dir, dry_run=dry_run)
 results_root = Path(out_dir).parent
 summary = reproduction_summary(results_root, scale=scale)
 display(Markdown(f"Build scale: **{scale}**. Results read from `{results_root.name}/`: "

@@ -43,6 +43,7 @@ device: str = "auto"  # auto | cpu | cuda | cuda:N
 data_root: str = ""  # folder holding CIFAR etc. (paper scale); empty: embedded data only
 out_dir: str = "results/07_performance"  # this run's records (one file per run)
 artifacts_dir: str = "artifacts"  # caches shared by chapters: experts, checkpoints
+dry_run: bool = False  # paper scale only: every paper shape, minimal counts (a rehearsal)
 bench_json: str = ""  # benchmark results to show; empty: benchmarks/results/bench.json
 
 # %% tags=["hide-input"]
@@ -51,15 +52,17 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 import ddlib
+from ddlib.chapters import performance_cost_growth as cost_growth
 from ddlib.chapters import performance_page as page
 from ddlib.chapters import performance_side_by_side as side_by_side
+from ddlib.chapters import performance_profile as perf_profile
 from ddlib.chapters import performance_tables as tables
 from ddlib.chapters import precision_study as bf16
 
 sns.set_theme(style="whitegrid")
 # every parameter checked before any compute
 params = ddlib.chapter_params(scale, seed=seed, device=device, data_root=data_root, out_dir=out_dir,
-                                   artifacts_dir=artifacts_dir)
+                                   artifacts_dir=artifacts_dir, dry_run=dry_run)
 
 # %% tags=["hide-input"]
 benchmarks = page.load_benchmarks(bench_json, out_dir, device)  # runs the tiny one if none exists
@@ -122,13 +125,32 @@ display(targets.style.format({"value": "{:.3g}", "threshold": "{:.3g}"}, na_rep=
 display(Markdown(tables.targets_caption(size)))
 
 # %% [markdown]
+# ## Where an iteration's time goes
+#
+# Why is ddlib about as fast as the reference code rather than much faster? A profile of one
+# MTT iteration on each side answers it: `torch.profiler` records every operator's own time,
+# and each operator is charged to the layer it serves (a convolution's double backward counts as
+# convolution, a normalisation layer's backward, made of elementwise operators when the graph is
+# differentiated twice, as normalisation). The table gives seconds and the share of the
+# iteration per category, with the arithmetic each side does.
+
+# %% tags=["hide-input"]
+profile = perf_profile.load_profile(page.ROOT)
+if profile is None:
+    display(Markdown("No profile was measured for this build."))
+else:
+    display(perf_profile.profile_table(profile).style.format("{:.3g}", na_rep="-"))
+    display(Markdown(perf_profile.profile_caption(profile)))
+    display(Markdown(perf_profile.profile_text(profile)))
+
+# %% [markdown]
 # ## Inner steps: keeping the graph versus recomputing
 #
 # Trajectory matching differentiates through `syn_steps` student updates. `memory="graph"`
 # (the MTT code's way) keeps the autograd graph of every step, so memory grows with the
 # number of steps; `memory="recompute"` (ddlib's default) replays the steps and keeps one
-# step's graph at a time, for the same gradients at the cost of one more first-order pass
-# per step.
+# step's graph at a time, for the same gradients at the cost of replaying each step's forward
+# and first-order backward (a third more arithmetic per iteration, as the profile above shows).
 
 # %% tags=["hide-input"]
 mtt = page.mtt_steps_frame(bench)
@@ -138,6 +160,36 @@ else:
     page.mtt_steps_figure(mtt)
     plt.show()
     display(Markdown(page.mtt_steps_caption(size)))
+
+# %% [markdown]
+# ## How cost grows with the student's steps and the images per class
+#
+# The figure below widens the grid: IPC 1, 10 and 50 (10, 100 and 500 synthetic images, all of
+# them in every inner step, as in MTT's CIFAR-10 runs) against 10, 20, 40 and 80 inner steps,
+# for the public MTT code and for ddlib in both memory modes. Each cell runs one warm-up and one
+# timed iteration, the three sides back to back, each in a fresh process; the left panel is the
+# time of the iteration, the right one the peak memory of its process.
+#
+# Each inner step is a forward and backward pass of the student over the synthetic images. To
+# differentiate the final matching loss with respect to the images, the MTT code keeps the
+# autograd graph of every step, that is every step's activations of every image, so its peak
+# memory grows linearly in the number of steps, with a slope proportional to the images;
+# `memory="graph"` does the same. `memory="recompute"` keeps only the student's parameters of
+# each step and rebuilds one step's graph at a time on the way back, so its memory stays flat
+# in the number of steps, for one more first-order pass per step. A cell whose estimated peak
+# would not fit in the machine's memory, or that would take too long on this machine, is not
+# run: it is missing from the figure, and the caption names it and says why.
+
+# %% tags=["hide-input"]
+growth = cost_growth.load_cost_growth(page.ROOT)
+if growth is None:
+    display(Markdown(cost_growth.NOT_MEASURED))
+else:
+    frame = cost_growth.cost_growth_frame(growth)
+    cost_growth.cost_growth_figure(frame)
+    plt.show()
+    display(Markdown(cost_growth.cost_growth_caption(growth)))
+    display(Markdown(cost_growth.cost_growth_text(frame)))
 
 # %% [markdown]
 # ## Achieved arithmetic throughput

@@ -23,6 +23,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,10 @@ AGGREGATORS = ("06_summary",)
 LONGEST_FIRST = ("03_ast", "05_tgdd", "04_mct", "02_baselines")
 # Files outside notebooks/ and ddlib/ that a notebook reads: a change re-executes it.
 EXTRA_INPUTS = {"07_performance": ("benchmarks/results/bench.json", "benchmarks/reference.json",
-                                   "benchmarks/results/side_by_side.json", "benchmarks/measured/side_by_side.json")}
+                                   "benchmarks/results/side_by_side.json", "benchmarks/measured/side_by_side.json",
+                                   "benchmarks/results/cost_growth.json", "benchmarks/measured/cost_growth.json",
+                                   "benchmarks/results/profile_iteration.json",
+                                   "benchmarks/measured/profile_iteration.json")}
 
 
 def tree_hash(folder: Path, pattern: str = "*.py") -> str:
@@ -175,6 +179,18 @@ def write_headline(path: Path, results: Path, scale: str) -> None:
     path.write_text(headline_markdown(reproduction_summary(results, scale=scale), scale))
 
 
+def write_fake_data(root: Path) -> Path:
+    """Fake CIFAR-10 and CIFAR-100 files (exact on-disk format) for a dry run without real data:
+    50 train images per class (the largest IPC's real initialisation) and 10 test images."""
+    sys.path.insert(0, str(ROOT))
+    from ddlib.data.fake_files import write_fake_cifar
+
+    for name in ("cifar10", "cifar100"):
+        write_fake_cifar(root, name, train_per_class=50, test_per_class=10)
+    print(f"[book] dry run on fake CIFAR-10/100 files in {root}", flush=True)
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="mini", choices=("smoke", "mini", "paper"))
@@ -183,11 +199,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-dir", default=None)
     parser.add_argument("--only", nargs="*", default=None, help="notebook stems to execute (default: all)")
     parser.add_argument("--no-build", action="store_true", help="execute notebooks only")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="paper scale with every paper shape and the counts cut to the minimum; without "
+                             "--data-root, on fake CIFAR-10/100 files written into the build folder")
+    parser.add_argument("--ipcs", default="", help="images per class of every chapter, e.g. 1 or 1,10 "
+                        "(default: each scale's)")
+    parser.add_argument("--dataset", default="", help="data set of every chapter (default: each scale's)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="notebooks executed side by side (default: 2, or 1 on a one-core machine)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: expected at least 1")
+    if args.dry_run and args.scale != "paper":
+        parser.error(f"--dry-run with --scale {args.scale}: a dry run keeps the paper's shapes; use --scale paper")
     chapters = sorted(nb.stem for nb in (ROOT / "notebooks").glob("*.py"))
     # A chapter may be named with or without its number: "ast" or "03_ast".
     short = {stem.split("_", 1)[1]: stem for stem in chapters if stem[:2].isdigit() and "_" in stem}
@@ -198,10 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     # (faster, same values; see the Makefile). An explicit setting of the caller wins.
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-    build = (ROOT / (args.build_dir or f"_build/{args.scale}")).resolve()
+    label = f"{args.scale}-dry-run" if args.dry_run else args.scale
+    build = (ROOT / (args.build_dir or f"_build/{label}")).resolve()
     src = build / "src"
     stage_sources(src, args.scale)
-    artifacts = (ROOT / "artifacts" / args.scale).resolve()
+    artifacts = (ROOT / "artifacts" / label).resolve()  # a dry run's experts never mix with real ones
+    if args.dry_run and not args.data_root:
+        args.data_root = str(write_fake_data(build / "fake-data"))
     toc = (ROOT / "_toc.yml").read_text()
     notebooks = sorted((ROOT / "notebooks").glob("*.py"),
                        key=lambda nb: (nb.stem in AGGREGATORS, toc.find(f"book/notebooks/{nb.stem}"), nb.stem))
@@ -212,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         parameters = {
             "scale": args.scale, "device": args.device, "data_root": args.data_root,
             "out_dir": str(build / "results" / notebook.stem), "artifacts_dir": str(artifacts),
+            **({"dry_run": True} if args.dry_run else {}),
+            # --dataset and --ipcs reach the notebooks whose parameters cell declares them
+            **{name: value for name, value in (("dataset", args.dataset), ("ipcs", args.ipcs))
+               if value and re.search(rf"^{name}\s*:", notebook.read_text(), re.M)},
         }
         executed = src / "book" / "notebooks" / f"{notebook.stem}.ipynb"
         key_file = build / "keys" / f"{notebook.stem}.key"

@@ -12,6 +12,11 @@ torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_BUILD = ROOT / "_build" / "smoke"
+DRY_RUN_BUILD = ROOT / "_build" / "paper-dry-run"
+# The dry run `make test` makes: every chapter at paper shapes on fake CIFAR-10 files, IPC 1 (the
+# Makefile's DRY_RUN_IPCS), so that it fits the test budget on two CPU cores.
+DRY_RUN_COMMAND = ["--scale", "paper", "--dry-run", "--device", "cpu", "--ipcs", "1", "--no-build",
+                   "--build-dir", "_build/paper-dry-run"]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
 
 
@@ -28,3 +33,13 @@ def smoke_build():
                "--build-dir", "_build/smoke"]
         subprocess.run(cmd, cwd=ROOT, check=True)
     return SMOKE_BUILD
+
+
+@pytest.fixture(scope="session")
+def dry_run_build():
+    """The paper-scale dry run made by `make test` before pytest; made here when pytest runs alone."""
+    executed = [DRY_RUN_BUILD / "src" / "book" / "notebooks" / f"{nb.stem}.ipynb" for nb in NOTEBOOKS]
+    if not all(p.exists() for p in executed):
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), *DRY_RUN_COMMAND], cwd=ROOT,
+                       check=True)
+    return DRY_RUN_BUILD

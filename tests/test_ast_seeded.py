@@ -214,8 +214,10 @@ def test_start_ast_builds_the_chapters_runs(tmp_path):
     assert setup.runs.seed == 3 and setup.runs.preset == "code" and setup.runs.seeds == run.seeds
     assert setup.runs.run_dir == tmp_path / "art" / "ast-runs" and setup.runs.artifacts_dir == tmp_path / "art"
     assert setup.zca is None and setup.runs.zca is None  # smoke's MTT settings never whiten
-    paper = ac.start_ast(_chapter_run(tmp_path, "paper"))
+    paper = ac.start_ast(_chapter_run(tmp_path, "paper", "1,10,50"))
     assert (paper.ablation_ipc, paper.cross_ipc) == (10, 50)  # the paper's CIFAR-100 IPC 10 and Table 4's IPC 50
+    restricted = ac.start_ast(_chapter_run(tmp_path, "paper", "1"))
+    assert (restricted.ablation_ipc, restricted.cross_ipc) == (1, 1)  # a run without IPC 10/50 keeps its own
     assert isinstance(paper.zca, ddlib.ZCA) and paper.runs.zca is paper.zca  # CIFAR-10 IPC 1 and 10 whiten
     with pytest.raises(dataclasses.FrozenInstanceError):
         setup.cross_ipc = 5

@@ -45,7 +45,8 @@ def test_coreset_ipcs_add_table3_columns_unless_named(tmp_path):
     folders = {"out_dir": tmp_path / "out", "artifacts_dir": tmp_path / "art", "device": "cpu"}
     assert ddlib.scale_settings("smoke").ipcs == (1, 2)
     assert coreset_ipcs(ddlib.chapter_params("smoke", **folders)) == [1, 2, 10]
-    assert coreset_ipcs(ddlib.chapter_params("smoke", ipcs=[2], **folders)) == [2]
+    # one named IPC: IPC 1 and 10 join it (the growth claim compares two IPCs)
+    assert coreset_ipcs(ddlib.chapter_params("smoke", ipcs=[2], **folders)) == [1, 2, 10]
     assert coreset_ipcs(ddlib.chapter_params("paper", ipcs="50,10", **folders)) == [10, 50]
     paper_ipcs = {*ddlib.scale_settings("paper").ipcs, 1, 10}
     assert coreset_ipcs(ddlib.chapter_params("paper", **folders)) == sorted(paper_ipcs)

@@ -133,10 +133,12 @@ def test_tiny_benchmark_writes_every_case_and_prints_the_table(tmp_path):
 
 def test_gpu_check_runs_its_cpu_rehearsal(tmp_path):
     """benchmarks/gpu_check.sh, prepared for a lent GPU machine, runs end to end here on the CPU:
-    the device-agreement tests (against a second CPU run) and one benchmark case, results under OUT."""
+    the device-agreement tests (against a second CPU run), one benchmark case and one chapter's
+    paper-scale dry run, results under OUT."""
     import os
 
-    env = dict(os.environ, OUT=str(tmp_path), DEVICE="cpu", PYTHON=sys.executable, CASES="eval_batched")
+    env = dict(os.environ, OUT=str(tmp_path), DEVICE="cpu", PYTHON=sys.executable, CASES="eval_batched",
+               DRY_RUN_IPCS="1", DRY_RUN_CHAPTERS="data_and_models")
     run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], env=env, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -145,6 +147,8 @@ def test_gpu_check_runs_its_cpu_rehearsal(tmp_path):
     bench = json.loads((tmp_path / "bench.json").read_text())
     assert bench["size"] == "tiny" and bench["cases"]["eval_batched"]["status"] == "ok"
     assert "done, status 0" in (tmp_path / "check.log").read_text()
+    executed = json.loads((tmp_path / "dry-run" / "src" / "book" / "notebooks" / "01_data_and_models.ipynb").read_text())
+    assert executed["metadata"]["papermill"]["parameters"]["dry_run"] is True
 
 
 def test_a_damaged_results_file_is_named_not_a_bare_json_error(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
-REQUIRED_PARAMETERS = ("scale", "seed", "device", "data_root", "out_dir", "artifacts_dir")
+REQUIRED_PARAMETERS = ("scale", "seed", "device", "data_root", "out_dir", "artifacts_dir", "dry_run")
 
 
 def parameters_cell(path: Path) -> str:

@@ -227,3 +227,43 @@ def test_recompute_peak_memory_does_not_grow_with_syn_steps():
     assert peaks["recompute"][40] <= 1.2 * peaks["recompute"][10]
     assert peaks["graph"][40] > 2 * peaks["graph"][10]
     assert peaks["recompute"][40] < peaks["graph"][40] / 4
+
+
+# -- memory="auto" --------------------------------------------------------------------------------
+def test_choose_memory_keeps_the_graph_only_when_it_fits():
+    from ddlib.core.unroll_memory import choose_memory
+
+    assert choose_memory(10, 50, 1000) == "graph"  # 500 bytes <= half of 1000
+    assert choose_memory(11, 50, 1000) == "recompute"  # 550 > 500
+    assert choose_memory(11, 50, 1000, share=0.6) == "graph"
+    assert choose_memory(1, 1, None) == "recompute"  # free memory unknown: the safe mode
+    with pytest.raises(ValueError, match=r"syn_steps=0.*expected bytes >= 0, steps >= 1"):
+        choose_memory(10, 0, 1000)
+
+
+def test_one_steps_graph_is_measured_and_grows_with_the_batch():
+    from ddlib.core.unroll_memory import graph_bytes_per_step
+
+    net, start, _, _, images, labels = problem()
+    lr = torch.tensor(0.05, dtype=torch.float64, requires_grad=True)
+    images = images.clone().requires_grad_(True)
+    small = graph_bytes_per_step(net, start, images, labels, lr, batch_syn=2, seed=0)
+    large = graph_bytes_per_step(net, start, images, labels, lr, batch_syn=6, seed=0)
+    # the first conv's input batch alone is saved: at least batch x 1 x 8 x 8 float64 values
+    assert small >= 2 * SIDE * SIDE * 8 and large > small
+    assert images.grad is None and lr.grad is None  # a probe, no backward pass
+
+
+def test_auto_picks_by_free_memory_and_leaves_the_distillation_unchanged(monkeypatch):
+    import ddlib.core.unroll_memory as um
+
+    method, initial, auto = distill("auto")
+    assert method.memory == "graph"  # a toy graph fits in any machine's free memory
+    _, _, graph = distill("graph")
+    assert torch.equal(auto.synthetic.images_syn, graph.synthetic.images_syn)  # the probe drew its own numbers
+    monkeypatch.setattr(mtt_module, "available_memory_bytes", lambda device: 1024)
+    method, _, squeezed = distill("auto")
+    assert method.memory == "recompute"
+    _, _, recompute = distill("recompute")
+    assert torch.equal(squeezed.synthetic.images_syn, recompute.synthetic.images_syn)
+    assert um.AUTO_MEMORY_SHARE == 0.5

@@ -101,11 +101,11 @@ class CoresetPlan(Config):
 
 
 def coreset_ipcs(params: Any) -> list[int]:
-    """The IPCs the chapter evaluates coresets at, sorted: the notebook's ``ipcs`` if it names any,
-    else IPC 1 and 10 (AST's Table 3) plus every IPC the scale distils at.
+    """The IPCs the chapter evaluates coresets at, sorted: the notebook's ``ipcs`` if it names two or
+    more; else IPC 1 and 10 (AST's Table 3) plus every IPC the notebook or the scale names.
 
     Coresets need no distillation, so IPC 1 and 10 cost little even where the scale distils at
-    IPC 1 only.
+    IPC 1 only, and the chapter's growth claim needs two IPCs.
 
     Parameters
     ----------
@@ -113,7 +113,9 @@ def coreset_ipcs(params: Any) -> list[int]:
         The checked notebook parameters (:func:`~ddlib.chapters.notebook_params.chapter_params`);
         ``params.ipcs`` is empty when the notebook left ``ipcs`` to the scale.
     """
-    return sorted(set(params.ipcs) if params.ipcs else {*params.settings().ipcs, 1, 10})
+    if len(params.ipcs) >= 2:
+        return sorted(params.ipcs)
+    return sorted({*params.settings().ipcs, 1, 10})
 
 
 def make_coreset(method: str, data: ImageDataset, ipc: int, seed: int, *, net: nn.Module,

@@ -34,6 +34,7 @@ from ddlib.methods.mtt_config import MTTConfig
 from ddlib.methods.synthetic import SyntheticSet
 from ddlib.results.recorder import Recorder
 from ddlib.trajectories.convexified import storage_bytes
+from ddlib.trajectories.experts import ExpertConfig
 
 __all__ = ["FIG_A", "TAB_B", "FIG_C", "TAB_D", "TAB_E", "TAB_F", "EXPERIMENTS", "ChapterPlan", "chapter_plan",
            "record_storage", "distill_main", "stopped_runs", "ABLATIONS", "ablation_methods", "AGREEMENT_METRICS",
@@ -98,6 +99,17 @@ class ChapterPlan:
         """The distiller settings of the MTT (``mct=False``) or MCT row at ``ipc``, with ``changes``
         (:func:`~ddlib.chapters.mct_runs.chapter_config`)."""
         return chapter_config(self.settings, ipc, mct=mct, scale=self.scale, **changes)
+
+    def expert_config(self) -> ExpertConfig:
+        """The chapter's experts (MTT's recipe), long enough for the longest window its rows sample.
+
+        The scale's ``expert_epochs_total`` epochs, or more where a row's start epochs and matched
+        epochs reach past them (MCT's run file at paper scale: start epoch up to 4, then 6 epochs;
+        a paper-scale dry run's experts are shorter).
+        """
+        needed = max(c.max_start_epoch + c.expert_epochs for ipc in self.ipcs
+                     for c in (self.config(ipc, mct=False), self.config(ipc, mct=True)))
+        return self.settings.expert_config("mtt", epochs=max(self.settings.expert_epochs_total, needed))
 
     def eval_at(self, ipc: int) -> list[int]:
         """The iterations before the end at which the main runs of ``ipc`` are evaluated:
@@ -246,7 +258,7 @@ def ablation_methods(convex: Mapping[str, Any], plan: ChapterPlan,
 
 
 def record_agreement(recorder: Recorder, experiment: str, data: ImageDataset, source: Any, config: MTTConfig,
-                     seed: int, starts: Mapping[str, SyntheticSet | None], *, ipc: int, iterations: int = 3,
+                     seed: int, starts: Mapping[str, SyntheticSet | None], *, ipc: int, iterations: int | None = None,
                      device: str | torch.device = "cpu") -> None:
     """Record Table (f): the TESLA and the exact image gradient on the same iterations, per start.
 
@@ -258,7 +270,12 @@ def record_agreement(recorder: Recorder, experiment: str, data: ImageDataset, so
     starts : mapping
         Name of the starting images -> the set to start from (``None``: the distiller's initial
         real images); :func:`~ddlib.chapters.mct_experiments.gradient_agreement` from each.
+    iterations : int, optional
+        Iterations compared per start; default 3, or fewer when ``config``'s distillations are shorter
+        than 4 iterations (a dry run), never more than the runs themselves take after their first.
     """
+    if iterations is None:
+        iterations = max(1, min(3, config.iterations - 1))
     for images, start_from in starts.items():
         for row in gradient_agreement(data, source, config, seed, iterations=iterations, start_from=start_from,
                                       device=device):

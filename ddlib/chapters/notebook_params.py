@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ddlib.data import canonical_name
+from ddlib.chapters.dry_run import dry_run_overrides
 from ddlib.chapters.scales import SCALES, ScaleSettings, scale_settings
 from ddlib.core.runtime import resolve_device
 
@@ -84,6 +85,8 @@ class ChapterParams:
     data_root : str
     out_dir, artifacts_dir : Path
         Created and checked writable.
+    dry_run : bool
+        Paper shapes with minimal counts (:mod:`~ddlib.chapters.dry_run`); only with ``scale="paper"``.
     """
 
     scale: str
@@ -94,14 +97,19 @@ class ChapterParams:
     data_root: str
     out_dir: Path
     artifacts_dir: Path
+    dry_run: bool = False
 
     def scale_overrides(self) -> dict[str, Any]:
         """The :class:`~ddlib.chapters.scales.ScaleSettings` fields these parameters change."""
         return {**({"dataset": self.dataset} if self.dataset else {}), **({"ipcs": self.ipcs} if self.ipcs else {})}
 
     def settings(self, **overrides: Any) -> ScaleSettings:
-        """The scale's settings with this run's data set and IPCs, then ``overrides`` (a chapter's own)."""
-        return scale_settings(self.scale, **{**overrides, **self.scale_overrides()})
+        """The scale's settings with ``overrides`` (a chapter's own), this run's data set and IPCs, and, in a
+        dry run, the dry run's counts last (:func:`~ddlib.chapters.dry_run.dry_run_overrides`)."""
+        settings = scale_settings(self.scale, **{**overrides, **self.scale_overrides()})
+        if not self.dry_run:
+            return settings
+        return settings.replace(**dry_run_overrides(settings.dataset, settings.ipcs))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (strings for the device and paths), for records and provenance."""
@@ -155,7 +163,7 @@ def _writable_dir(name: str, value: Any) -> Path:
 
 def chapter_params(scale: Any = "mini", *, dataset: Any = "", ipcs: Any = (), seed: Any = 0, device: Any = "auto",
                    data_root: Any = "", out_dir: Any = "results", artifacts_dir: Any = "artifacts",
-                   messages: bool = True) -> ChapterParams:
+                   messages: bool = True, dry_run: Any = False) -> ChapterParams:
     """Check and normalise a chapter's parameters cell (every check before any compute).
 
     With ``messages`` (the default) it also shows ddlib's progress messages in the notebook
@@ -177,6 +185,9 @@ def chapter_params(scale: Any = "mini", *, dataset: Any = "", ipcs: Any = (), se
         Created if missing; must be writable.
     messages : bool
         Show ddlib's INFO messages in the notebook (:func:`show_library_messages`).
+    dry_run : bool
+        Only with ``scale="paper"``: keep every paper shape and setting, cut the counts to the
+        minimum (:mod:`~ddlib.chapters.dry_run`), to prove a paper run works before it is paid for.
 
     Raises
     ------
@@ -187,6 +198,11 @@ def chapter_params(scale: Any = "mini", *, dataset: Any = "", ipcs: Any = (), se
         raise ValueError(f"scale={scale!r}: expected one of {', '.join(SCALES)}")
     if not isinstance(dataset, str):
         raise ValueError(f"dataset={dataset!r}: expected a data set name or '' for the scale's")
+    if not isinstance(dry_run, bool):
+        raise ValueError(f"dry_run={dry_run!r}: expected True or False")
+    if dry_run and scale != "paper":
+        raise ValueError(f"dry_run=True with scale={scale!r}: a dry run keeps the paper's shapes; expected "
+                         "scale='paper'")
     dataset = canonical_name(dataset) if dataset else ""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed={seed!r}: expected an int >= 0")
@@ -197,7 +213,7 @@ def chapter_params(scale: Any = "mini", *, dataset: Any = "", ipcs: Any = (), se
     params = ChapterParams(scale=scale, dataset=dataset, ipcs=parse_ipcs(ipcs), seed=seed,
                            device=resolve_device(device), data_root=str(data_root),
                            out_dir=_writable_dir("out_dir", out_dir),
-                           artifacts_dir=_writable_dir("artifacts_dir", artifacts_dir))
+                           artifacts_dir=_writable_dir("artifacts_dir", artifacts_dir), dry_run=dry_run)
     if messages:
         show_library_messages()
     return params

@@ -102,6 +102,7 @@ def start_chapter(method: str, params: ChapterParams, *, single_thread: bool = T
         torch.set_num_threads(1)
     data = load_scaled_dataset(settings, params.data_root, params.device)
     stored = {"scale": params.scale, "dataset": data.name, "ipcs": list(settings.ipcs), "seed": params.seed,
-              "device": str(params.device), "seeds": list(settings.seeds), **(record_params or {})}
+              "device": str(params.device), "seeds": list(settings.seeds),
+              **({"dry_run": True} if params.dry_run else {}), **(record_params or {})}
     recorder = Recorder(params.out_dir, method, params.scale, data.name, params.device, params=stored)
     return ChapterRun(params=params, settings=settings, data=data, recorder=recorder)

@@ -75,6 +75,12 @@ def chapter_setup(run: ChapterRun) -> ChapterSetup:
     if scale not in CHAPTER_KNOBS:
         raise ValueError(f"scale={scale!r}: the TGDD chapter has knobs for {sorted(CHAPTER_KNOBS)}")
     knobs = CHAPTER_KNOBS[scale]
+    if getattr(run.params, "dry_run", False):
+        # The paper's knobs, with MTT's cost probe as short as the dry run's distillations and the analysis
+        # at the run's largest IPC when the run leaves the paper's out (a dry run at IPC 1 keeps 1).
+        ipcs = run.settings.ipcs
+        analysis_ipc = knobs.analysis_ipc if knobs.analysis_ipc in ipcs else max(ipcs)
+        knobs = knobs.replace(cost_probe_iterations=run.settings.iterations, analysis_ipc=analysis_ipc)
     published = paper_results().query("paper == 'TGDD'")
     write_json(Path(run.params.out_dir, "config.json"), {"settings": run.settings.to_dict(), "knobs": knobs.to_dict()})
     return ChapterSetup(knobs=knobs, published=published, run_dir=Path(run.params.artifacts_dir) / "tgdd-runs")

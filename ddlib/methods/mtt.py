@@ -16,6 +16,7 @@ The settings and MTT's published table are in :mod:`ddlib.methods.mtt_config`.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from typing import Any, Protocol
 
@@ -34,9 +35,12 @@ from ddlib.core.runtime import derive_seed, make_generator, resolve_device
 from ddlib.methods.mtt_config import MTTConfig
 from ddlib.methods.synthetic import SyntheticSet
 from ddlib.core.unroll import matching_loss, unroll_student
+from ddlib.core.unroll_memory import available_memory_bytes, choose_memory, graph_bytes_per_step
 from ddlib.core.unroll_recompute import matching_gradients
 
 __all__ = ["TrajectoryMatching", "expert_params"]
+
+logger = logging.getLogger(__name__)
 
 
 class Trajectory(Protocol):
@@ -129,6 +133,27 @@ class TrajectoryMatching:
         # The update guard (distill_loop.check_update): images within GUARD_FACTOR x the real data's range,
         # syn_lr within GUARD_FACTOR x its initial value, floored at MTT's usual 0.01 (a tiny start may grow).
         self.image_bound, self.lr_bound = guard_bound(data), GUARD_FACTOR * max(config.lr_teacher, 0.01)
+        #: The memory mode the unroll uses: ``config.memory``, or what ``"auto"`` chose for this device.
+        self.memory = self._resolve_memory(expert_params(first, 0).to(self.device))
+
+    def _resolve_memory(self, start: torch.Tensor) -> str:
+        """``config.memory``; for ``"auto"``, the graph when ``syn_steps`` steps of it fit in the device's free
+        memory (:mod:`ddlib.core.unroll_memory`), else recomputation. Data-parallel ranks always recompute:
+        every rank must take the same path, and recomputation fits wherever one step does."""
+        cfg = self.config
+        if cfg.memory != "auto":
+            return cfg.memory
+        if self.shard is not None:
+            return "recompute"
+        per_step = graph_bytes_per_step(self.net, start, self.images, self.labels, self.syn_lr,
+                                        batch_syn=cfg.batch_syn, seed=derive_seed(self.seed, "memory-probe"),
+                                        augment=self.augment, momentum=cfg.inner_momentum, gradient=cfg.gradient)
+        available = available_memory_bytes(self.device)
+        mode = choose_memory(per_step, cfg.syn_steps, available)
+        logger.info("memory='auto': %d steps x %.0f MB of graph against %s MB free on %s -> %s", cfg.syn_steps,
+                    per_step / 2**20, "unknown" if available is None else f"{available / 2**20:.0f}", self.device,
+                    mode)
+        return mode
 
     # -- initialisation --------------------------------------------------------------------
     def _real_images(self) -> torch.Tensor:
@@ -209,7 +234,7 @@ class TrajectoryMatching:
         unroll_args = dict(syn_steps=cfg.syn_steps, generator=self.generator, batch_syn=cfg.batch_syn,
                            augment=self.augment, loss_weight=weight, momentum=cfg.inner_momentum,
                            keep_steps=points, gradient=cfg.gradient, shard=self.shard)
-        if cfg.memory == "recompute":
+        if self.memory == "recompute":
             grads = matching_gradients(self.net, theta_start, self.images, self.labels, self.syn_lr,
                                        outer=outer, **unroll_args)
             loss_value, inner_losses = grads.loss, grads.inner_losses

@@ -49,6 +49,9 @@ class MTTConfig(Config):
     ``memory="graph"`` keeps the graph of every step, as the MTT code does (memory linear
     in ``syn_steps``, about 0.33 GB per step for ConvNet-128 at IPC 10 on CIFAR-10). Both
     give the same image and ``syn_lr`` gradients up to floating-point rounding.
+    ``memory="auto"`` measures one step's graph and keeps the whole graph when ``syn_steps`` of
+    them fit in half the device's free memory, else recomputes (``TrajectoryMatching.memory``
+    says which it chose).
     """
 
     #: Synthetic images per class (MTT's CIFAR-10 IPC 10 row).
@@ -102,8 +105,10 @@ class MTTConfig(Config):
     #: Heavy-ball momentum of the student; 0: plain SGD (MTT, the AST paper); the AST code: 0.9.
     inner_momentum: float = 0.0
     #: ``"recompute"`` (ddlib's choice): one inner step's graph at a time, memory flat in ``syn_steps``;
-    #: ``"graph"``: the MTT code's full graph, memory growing per step.
-    memory: Literal["graph", "recompute"] = "recompute"
+    #: ``"graph"``: the MTT code's full graph, memory growing per step; ``"auto"``: the graph when
+    #: ``syn_steps`` steps of it fit in half the device's free memory, measured on one step
+    #: (:mod:`ddlib.core.unroll_memory`), else recomputation.
+    memory: Literal["graph", "recompute", "auto"] = "recompute"
     #: ``"exact"``: differentiate through every inner step (MTT, the papers); ``"tesla"``: per-step gradients at
     #: detached student weights scaled by ``syn_lr.item()`` (TESLA; MCT's code), dropping the cross-step terms.
     gradient: Literal["exact", "tesla"] = "exact"
