@@ -46,11 +46,14 @@ book-smoke: venv
 # MTT table's steps, the cross-architecture networks) and the counts cut to the minimum, on fake
 # CIFAR-10/100 files in the exact on-disk format (or DATA_ROOT's real ones). `make test` runs it at
 # IPC 1 on the CPU; on a GPU: make dry-run DRY_RUN_DEVICE=cuda DRY_RUN_IPCS=1,10,50.
+# DRY_RUN_DATASET=cifar100 runs the chapters on the (fake or real) CIFAR-100 files instead.
 DRY_RUN_IPCS ?= 1
 DRY_RUN_DEVICE ?= cpu
+DRY_RUN_DATASET ?=
 dry-run: venv
 	$(VPY) scripts/build_book.py --scale paper --dry-run --device $(DRY_RUN_DEVICE) --ipcs $(DRY_RUN_IPCS) \
-		--data-root "$(DATA_ROOT)" --build-dir _build/paper-dry-run --no-build
+		--data-root "$(DATA_ROOT)" --build-dir _build/paper-dry-run$(if $(DRY_RUN_DATASET),-$(DRY_RUN_DATASET)) \
+		$(if $(DRY_RUN_DATASET),--dataset $(DRY_RUN_DATASET)) --no-build
 
 test: book-smoke dry-run
 	$(VPY) -m pytest

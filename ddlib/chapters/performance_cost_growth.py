@@ -201,8 +201,9 @@ def cost_growth_text(frame: Any) -> str:
                            for s, (mb, _) in slopes.items())
         time = ", ".join(f"{_fixed(sec, 2)} s" for _, sec in slopes.values())
         span = frame[(frame["ipc"] == ipc) & (frame["status"] == "ok")]["syn_steps"]
+        order = ", in the same order" if len(slopes) > 1 else ""
         sentences.append(f"At IPC {ipc} ({span.min()} to {span.max()} steps), one more inner step adds {memory} "
-                         f"to the peak, and {time} to the iteration, in the same order.")
+                         f"to the peak, and {time} to the iteration{order}.")
     if not sentences:
         return "Too few cells ran to fit a growth: each side needs two step counts at one IPC."
     return " ".join(sentences)

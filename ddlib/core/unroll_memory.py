@@ -5,7 +5,7 @@ step's autograd graph (``memory="graph"``, the MTT code's way) is the fastest on
 forward and one first-order backward per step fewer than recomputation) but its memory grows
 with ``syn_steps x batch``; recomputation (``memory="recompute"``) keeps one step's graph at a
 time. ``"auto"`` measures what one step's graph holds, by running one inner step under
-:func:`torch.autograd.graph.saved_tensors_hooks` and adding up the storage of every tensor the
+``torch.autograd.graph.saved_tensors_hooks`` and adding up the storage of every tensor the
 graph saves, multiplies it by ``syn_steps``, and keeps the graph when that fits in
 ``AUTO_MEMORY_SHARE`` of the memory the device has free; both modes give the same gradients
 up to rounding. The probe draws its own random numbers, so the distillation's stream is
