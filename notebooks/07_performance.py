@@ -52,12 +52,9 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 import ddlib
-from ddlib.chapters import performance_cost_growth as cost_growth
-from ddlib.chapters import performance_page as page
-from ddlib.chapters import performance_side_by_side as side_by_side
-from ddlib.chapters import performance_profile as perf_profile
-from ddlib.chapters import performance_tables as tables
-from ddlib.chapters import precision_study as bf16
+from ddlib.chapters import performance_cost_growth as cost_growth, performance_page as page
+from ddlib.chapters import performance_profile as perf_profile, precision_study as bf16
+from ddlib.chapters import performance_side_by_side as side_by_side, performance_tables as tables
 
 sns.set_theme(style="whitegrid")
 # every parameter checked before any compute
