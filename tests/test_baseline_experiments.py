@@ -50,6 +50,10 @@ def test_coreset_ipcs_add_table3_columns_unless_named(tmp_path):
     assert coreset_ipcs(ddlib.chapter_params("paper", ipcs="50,10", **folders)) == [10, 50]
     paper_ipcs = {*ddlib.scale_settings("paper").ipcs, 1, 10}
     assert coreset_ipcs(ddlib.chapter_params("paper", **folders)) == sorted(paper_ipcs)
+    # a dry run keeps 20 real images per class of CIFAR-10 but 2 of CIFAR-100: a coreset picks at most those
+    dry = {**folders, "dry_run": True, "ipcs": 1}
+    assert coreset_ipcs(ddlib.chapter_params("paper", **dry)) == [1, 10]
+    assert coreset_ipcs(ddlib.chapter_params("paper", dataset="cifar100", **dry)) == [1, 2]
 
 
 def test_make_coreset_names_bad_method_and_missing_epochs():

@@ -57,6 +57,17 @@ def test_sample_class_is_seeded_and_without_replacement(mnist):
         mnist.sample_class(10, 1, make_generator(0))
 
 
+def test_draw_class_gives_at_most_the_class_like_the_dm_code(mnist):
+    """DM's get_images(c, n): a shuffle cut to n, so a short class gives each of its images once."""
+    assert torch.equal(mnist.draw_class(3, 5, make_generator(1)), mnist.sample_class(3, 5, make_generator(1)))
+    everything = mnist.draw_class(3, 1000, make_generator(2))
+    assert everything.shape == (400, 1, 28, 28)
+    own = mnist.images_of_class(3).flatten(1)
+    assert torch.equal(torch.unique(everything.flatten(1), dim=0), torch.unique(own, dim=0))
+    with pytest.raises(ValueError, match="class 10 out of range"):
+        mnist.draw_class(10, 1, make_generator(0))
+
+
 def test_stratified_split_every_fifth_per_class():
     labels = np.array([0] * 10 + [1] * 5)
     train, test = stratified_split(labels)

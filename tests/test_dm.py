@@ -137,6 +137,25 @@ def test_determinism_per_seed(digits):
     assert not torch.equal(a, c)
 
 
+def test_a_class_shorter_than_batch_real_is_embedded_once_per_image(digits, monkeypatch):
+    """As DM's get_images: batch_real caps at the class's own images, none drawn twice."""
+    import dataclasses
+
+    from ddlib.core.runtime import make_generator
+
+    keep = torch.cat([digits.class_indices[c][:3] for c in range(digits.num_classes)])
+    short = dataclasses.replace(digits, images_train=digits.images_train[keep], labels_train=digits.labels_train[keep])
+    real = dm_module.sample_real_by_class(short, 16, make_generator(0), torch.device("cpu"))
+    assert [len(x) for x in real] == [3] * 10
+    assert all(len(torch.unique(x.flatten(1), dim=0)) == len(torch.unique(short.images_of_class(c).flatten(1), dim=0))
+               for c, x in enumerate(real))
+    seen = []
+    real_embed = dm_embedding.embed_without_grad
+    monkeypatch.setattr(dm_module, "embed_without_grad", lambda f, x, chunk: seen.append(len(x)) or real_embed(f, x, chunk))
+    DistributionMatching(short, small_config(dsa=False), seed=0).step(0)
+    assert seen == [30]  # one batched pass over 10 classes x 3 images, not 10 x 16
+
+
 def test_step_moves_images_and_synthetic_set(digits):
     method = DistributionMatching(digits, small_config(init="noise", dsa=False), seed=0)
     before = method.images.detach().clone()

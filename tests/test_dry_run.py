@@ -6,12 +6,12 @@ import pytest
 import torch
 
 import ddlib
-from ddlib.chapters.dry_run import DRY_RUN_COUNTS, dry_run_overrides
+from ddlib.chapters.dry_run import DRY_RUN_COUNTS, dry_run_overrides, probe_iterations
 from ddlib.data import load_dataset
 from ddlib.data.fake_files import write_fake_cifar
 from ddlib.results.records import read_records
 
-from conftest import NOTEBOOKS
+from conftest import DRY_RUN_CIFAR100_CHAPTERS, NOTEBOOKS, ROOT
 
 
 def folders(tmp_path):
@@ -25,6 +25,11 @@ def test_overrides_keep_an_ipc_worth_of_real_images_per_class():
     assert dry_run_overrides("cifar100", (10,))["train_per_class"] == 10
     with pytest.raises(ValueError, match=r"ipcs=\(\)"):
         dry_run_overrides("cifar10", ())
+
+
+def test_probes_time_three_iterations_after_the_first_or_what_a_short_run_has():
+    assert [probe_iterations(n) for n in (5000, 4, 3, 2, 1)] == [3, 3, 2, 1, 1]
+    assert probe_iterations(10, default=5) == 5
 
 
 def test_dry_run_keeps_paper_shapes_and_cuts_counts(tmp_path):
@@ -88,17 +93,35 @@ def test_started_dry_run_loads_paper_shapes_and_marks_its_records(tmp_path):
     assert run.recorder.params["dry_run"] is True and run.recorder.scale == "paper"
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_every_chapter_ran_its_paper_dry_run(dry_run_build, notebook):
-    executed = json.loads((dry_run_build / "src" / "book" / "notebooks" / f"{notebook.stem}.ipynb").read_text())
+def check_dry_run_notebook(build, stem: str, dataset: str) -> None:
+    """Every code cell of the executed dry-run notebook ran without an error; its records are of ``dataset``."""
+    executed = json.loads((build / "src" / "book" / "notebooks" / f"{stem}.ipynb").read_text())
     code_cells = [c for c in executed["cells"] if c["cell_type"] == "code"]
     assert code_cells and all(c.get("execution_count") for c in code_cells), "a code cell did not run"
     assert not [o for c in code_cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     parameters = executed["metadata"]["papermill"]["parameters"]
     assert parameters["scale"] == "paper" and parameters["dry_run"] is True
-    records = read_records(dry_run_build / "results" / notebook.stem)
-    if len(records):  # chapters that record anything record it on the fake CIFAR-10 files, at paper scale
-        assert set(records["scale"]) == {"paper"} and set(records["dataset"]) <= {"cifar10"}
+    records = read_records(build / "results" / stem)
+    if len(records):  # chapters that record anything record it on the fake files, at paper scale
+        assert set(records["scale"]) == {"paper"} and set(records["dataset"]) <= {dataset}
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_chapter_ran_its_paper_dry_run(dry_run_build, notebook):
+    check_dry_run_notebook(dry_run_build, notebook.stem, "cifar10")
+
+
+@pytest.mark.parametrize("stem", DRY_RUN_CIFAR100_CHAPTERS)
+def test_chapters_ran_their_dry_run_on_cifar100(dry_run_cifar100_build, stem):
+    check_dry_run_notebook(dry_run_cifar100_build, stem, "cifar100")
+    if stem != "01_data_and_models":  # the data chapter records nothing
+        assert set(read_records(dry_run_cifar100_build / "results" / stem)["dataset"]) == {"cifar100"}
+
+
+def test_make_test_runs_the_cifar100_chapters_the_tests_check():
+    makefile = (ROOT / "Makefile").read_text()
+    line = next(x for x in makefile.splitlines() if x.startswith("TEST_CIFAR100_CHAPTERS ?="))
+    assert [f"{s.split('_', 1)[1]}" for s in DRY_RUN_CIFAR100_CHAPTERS] == line.split("?=")[1].split()
 
 
 def test_mct_experts_cover_its_longest_window_in_a_dry_run(tmp_path):

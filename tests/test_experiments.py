@@ -38,3 +38,22 @@ def test_cached_experts_trains_once_and_returns_exactly_n(tiny, tmp_path):
         one.trajectory(1)
     other_seed = cached_experts(tmp_path, tiny, config, 1, seed=1, progress=False)
     assert other_seed.root != two.root
+
+
+def test_cached_experts_whiten_with_the_callers_zca_fitted_once(tiny, tmp_path, monkeypatch):
+    """Kinds of experts on one data set share the caller's ZCA: no fit per expert, same trajectories."""
+    import torch
+
+    from ddlib.data.zca import ZCA
+
+    config = scale_settings("smoke").expert_config("mtt", epochs=1, zca=True)
+    zca = ZCA.fit(tiny.images_train, regularization=0.1)
+    fitted = cached_experts(tmp_path / "fit", tiny, config, 2, seed=0, progress=False)
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("ZCA.fit called although the caller gave its ZCA")
+
+    monkeypatch.setattr(ZCA, "fit", no_fit)
+    given = cached_experts(tmp_path / "given", tiny, config, 2, seed=0, progress=False, zca=zca)
+    for k in range(2):
+        assert torch.equal(given.trajectory(k).snapshots, fitted.trajectory(k).snapshots)

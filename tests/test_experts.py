@@ -245,6 +245,28 @@ def test_snapshots_equal_hand_written_loop(data, config):
     assert all(0.0 <= a <= 1.0 for a in trajectory.test_accuracy)
 
 
+def test_a_given_zca_trains_the_same_expert_as_fitting_it(data):
+    """Fitting the whitening once and passing it on changes nothing: bit-identical snapshots."""
+    config = tiny(zca=True, epochs=2)
+    zca = ZCA.fit(data.images_train, regularization=0.1)
+    assert torch.equal(train_expert(data, config, SEED, zca=zca).snapshots, train_expert(data, config, SEED).snapshots)
+    plain = tiny(epochs=1)  # without config.zca the whitening is not used
+    assert torch.equal(train_expert(data, plain, SEED, zca=zca).snapshots, train_expert(data, plain, SEED).snapshots)
+
+
+def test_a_zca_of_other_images_or_settings_is_refused_before_training(data):
+    config = tiny(zca=True, epochs=1)
+    with pytest.raises(ValueError, match="not fit on these training images: its mean differs"):
+        train_expert(data, config, SEED, zca=ZCA.fit(data.images_train[:30], regularization=0.1))
+    with pytest.raises(ValueError, match="zca has regularization 0.5; experts use 0.1"):
+        train_expert(data, config, SEED, zca=ZCA.fit(data.images_train, regularization=0.5))
+    with pytest.raises(ValueError, match=r"zca was fit on images of shape \(1, 4, 4\); the training images are "
+                                         r"\(1, 8, 8\)"):
+        train_expert(data, config, SEED, zca=ZCA.fit(data.images_train[:, :, :4, :4], regularization=0.1))
+    with pytest.raises(TypeError, match="zca must be a ddlib.ZCA; got Tensor"):
+        train_expert(data, config, SEED, zca=data.images_train)
+
+
 def test_test_accuracy_and_layout(data):
     config = tiny(epochs=1)
     trajectory = train_expert(data, config, SEED)

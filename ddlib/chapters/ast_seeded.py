@@ -21,6 +21,7 @@ from ddlib.chapters.ast_claims import record_experts, record_outcomes
 from ddlib.chapters.ast_experiments import (ABLATION_STEPS, TABLE2_ROWS, RunOutcome, ast_changes, coverage_distance,
                               cumulative_ablation, distill, forgetting_sets, init_picks, run_key, seconds_per_iteration)
 from ddlib.chapters.ast_experts import EXPERT_VARIANTS, expert_network, expert_variant, first_experts, per_expert_metrics
+from ddlib.chapters.dry_run import probe_iterations
 from ddlib.core.config import Config
 from ddlib.methods.coresets import herding_coreset, random_coreset
 from ddlib.data.dataset import ImageDataset
@@ -166,7 +167,7 @@ class ASTRuns:
         if (variant, zca_space) not in self._experts:
             config, hook = expert_variant(self.settings, variant, zca=zca_space, preset=self.preset)
             store = cached_experts(self.artifacts_dir, self.data, config, self.settings.num_experts, self.seed,
-                                   loss_hook=hook, device=self.device, progress=False)
+                                   loss_hook=hook, device=self.device, progress=False, zca=self.zca)
             self._experts[variant, zca_space] = first_experts(store, self.settings.num_experts)
         return self._experts[variant, zca_space]
 
@@ -362,7 +363,7 @@ def record_table8(recorder: Recorder, runs: ASTRuns, ipc: int, steps: int | None
     4 iterations (a paper-scale dry run times 1).
     """
     if steps is None:
-        steps = max(1, min(3, runs.settings.iterations - 1))
+        steps = probe_iterations(runs.settings.iterations)
     for s in runs.seeds:
         for method, config in runs.main_configs(ipc).items():
             store = runs.experts(MAIN_METHODS[method], config.zca)

@@ -105,7 +105,8 @@ def coreset_ipcs(params: Any) -> list[int]:
     more; else IPC 1 and 10 (AST's Table 3) plus every IPC the notebook or the scale names.
 
     Coresets need no distillation, so IPC 1 and 10 cost little even where the scale distils at
-    IPC 1 only, and the chapter's growth claim needs two IPCs.
+    IPC 1 only, and the chapter's growth claim needs two IPCs. A dry run keeps few real images per
+    class (CIFAR-100: 2), so there the added IPCs are capped at what it keeps.
 
     Parameters
     ----------
@@ -115,7 +116,11 @@ def coreset_ipcs(params: Any) -> list[int]:
     """
     if len(params.ipcs) >= 2:
         return sorted(params.ipcs)
-    return sorted({*params.settings().ipcs, 1, 10})
+    settings = params.settings()
+    added = {1, 10}
+    if params.dry_run:
+        added = {min(ipc, settings.train_per_class) for ipc in added}
+    return sorted({*settings.ipcs, *added})
 
 
 def make_coreset(method: str, data: ImageDataset, ipc: int, seed: int, *, net: nn.Module,

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
+from ddlib.chapters.dry_run import probe_iterations
 from ddlib.chapters.mct_experiments import gradient_agreement, paper_storage
 from ddlib.chapters.mct_runs import chapter_config, distill_seeds, early_iteration, record_initial_sets, record_runs
 from ddlib.chapters.scales import ScaleSettings
@@ -275,7 +276,7 @@ def record_agreement(recorder: Recorder, experiment: str, data: ImageDataset, so
         than 4 iterations (a dry run), never more than the runs themselves take after their first.
     """
     if iterations is None:
-        iterations = max(1, min(3, config.iterations - 1))
+        iterations = probe_iterations(config.iterations)
     for images, start_from in starts.items():
         for row in gradient_agreement(data, source, config, seed, iterations=iterations, start_from=start_from,
                                       device=device):

@@ -20,6 +20,7 @@ import torch
 
 from ddlib.core.config import Config
 from ddlib.data import ImageDataset, load_dataset
+from ddlib.data.zca import ZCA
 from ddlib.evaluation.protocols import DEFAULT_LR, EvalConfig, protocol_epochs
 from ddlib.trajectories.experts import ExpertConfig
 from ddlib.methods.mtt_config import MTT_TABLE, MTTConfig
@@ -262,7 +263,8 @@ def experts_folder(artifacts_dir: str | Path, data: ImageDataset, config: Expert
 def cached_experts(artifacts_dir: str | Path, data: ImageDataset, config: ExpertConfig, num_experts: int,
                    seed: int, *, loss_hook: LossHook = cross_entropy_hook, device: str | torch.device = "cpu",
                    progress: bool = True, tag: str = "experts",
-                   on_mismatch: Literal["raise", "recompute"] = "raise") -> TrajectoryStore | FirstExperts:
+                   on_mismatch: Literal["raise", "recompute"] = "raise",
+                   zca: ZCA | None = None) -> TrajectoryStore | FirstExperts:
     """Expert trajectories under ``artifacts_dir/<tag>-<data>-<key>``, trained only when missing.
 
     The key hashes the data set's contents (:func:`~ddlib.trajectories.fingerprints.dataset_fingerprint`,
@@ -279,6 +281,9 @@ def cached_experts(artifacts_dir: str | Path, data: ImageDataset, config: Expert
         seed or loss hook than requested (a key collision, or a folder copied or edited by
         hand): ``"raise"`` a ValueError naming both values, or delete the folder and
         ``"recompute"`` the experts.
+    zca : ZCA, optional
+        With ``config.zca``: the whitening of ``data``'s training images, fitted once by the
+        caller and reused for training (see :func:`~ddlib.trajectories.experts.train_expert`).
 
     Raises
     ------
@@ -300,7 +305,7 @@ def cached_experts(artifacts_dir: str | Path, data: ImageDataset, config: Expert
         elif len(store) >= num_experts:
             return store if len(store) == num_experts else FirstExperts(store, num_experts)
     return generate_experts(folder, data, config, num_experts, seed, loss_hook=loss_hook, device=device,
-                            progress=progress)
+                            progress=progress, zca=zca)
 
 
 def expert_network(store: TrajectoryStore, data: ImageDataset, k: int = 0, epoch: int | None = None,

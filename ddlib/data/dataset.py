@@ -104,6 +104,21 @@ class ImageDataset:
             chosen = index[torch.randint(index.numel(), (n,), generator=generator)]
         return self.images_train[chosen]
 
+    def draw_class(self, c: int, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Draw ``min(n, N_c)`` training images of class ``c`` without replacement.
+
+        The DC/DM code's ``get_images(c, n)``: a shuffle of the class cut to ``n``, so a class
+        with fewer than ``n`` images gives all of them. For ``n <= N_c`` it consumes ``generator``
+        and returns exactly as :meth:`sample_class`.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(min(n, N_c), C, H, W)``.
+        """
+        index = self.class_indices[self._check_class(c)]
+        return self.sample_class(c, min(int(n), index.numel()), generator)
+
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Map raw pixels in ``[0, 1]`` to the normalised space."""
         mean, std = self._stats(images)

@@ -76,11 +76,11 @@ def owned_class_batches(shard: DataParallel, data: ImageDataset, batch_real: int
     Returns
     -------
     (list of int, list of Tensor, list of Tensor)
-        The classes, their augmented real ``(batch_real, C, H, W)`` (or empty) and synthetic
+        The classes, their augmented real ``(min(batch_real, N_c), C, H, W)`` (or empty) and synthetic
         ``(ipc, C, H, W)`` batches.
     """
     classes = shard.classes(data.num_classes)
-    drawn = [data.sample_class(c, batch_real, generator) for c in range(data.num_classes)]
+    drawn = [data.draw_class(c, batch_real, generator) for c in range(data.num_classes)]
     real_out, syn_out = [], []
     for c in range(data.num_classes):
         syn = syn_by_class[c]

@@ -67,7 +67,8 @@ class DMConfig(Config):
     lr_img : float
         Learning rate of the images (SGD momentum 0.5); 1.0 on CIFAR-10/100.
     batch_real : int
-        Real images per class and iteration.
+        Real images per class and iteration (all of a class's images when it has fewer, as in
+        the DM code).
     dsa : bool
         Siamese DSA on real and synthetic images (one draw per class and iteration).
     init : {"real", "noise"}
@@ -208,8 +209,9 @@ def augment_by_class(augment: DSA | None, real_by_class: Sequence[torch.Tensor],
 
 def sample_real_by_class(data: ImageDataset, batch_real: int, generator: torch.Generator,
                          device: torch.device) -> list[torch.Tensor]:
-    """Per class, ``batch_real`` normalised training images ``(batch_real, C, H, W)`` on ``device``."""
-    return [data.sample_class(c, batch_real, generator).to(device) for c in range(data.num_classes)]
+    """Per class ``c``, ``min(batch_real, N_c)`` normalised training images ``(B_c, C, H, W)`` on ``device``
+    (:meth:`~ddlib.data.dataset.ImageDataset.draw_class`: as the DM code, never an image twice)."""
+    return [data.draw_class(c, batch_real, generator).to(device) for c in range(data.num_classes)]
 
 
 def real_init(data: ImageDataset, ipc: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,7 +33,7 @@ from ddlib.trajectories.expert_state import ExpertState, cpu_copy, scheduled_opt
 
 __all__ = [
     "ExpertConfig", "Trajectory", "train_expert", "build_expert_model", "prepare_expert_data",
-    "ZCA_REGULARIZATION",
+    "ZCA_REGULARIZATION", "check_training_zca",
 ]
 
 #: ``eps`` of the ZCA whitening when ``ExpertConfig.zca`` is set (MTT: kornia ZCAWhitening(eps=0.1)).
@@ -247,9 +247,32 @@ class Trajectory:
                 f"dtype={self.snapshots.dtype}, seed={self.seed})")
 
 
-def prepare_expert_data(data: ImageDataset, config: ExpertConfig,
-                        device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def check_training_zca(zca: ZCA, images_train: torch.Tensor) -> None:
+    """Raise unless ``zca`` is the experts' whitening of ``images_train`` ``(N, C, H, W)``.
+
+    The checks are the cheap ones: the feature shape, the regularisation (``ZCA_REGULARIZATION``, 0.1)
+    and the mean, which must equal the images' mean (a ZCA fit on other images has another mean).
+    """
+    if not isinstance(zca, ZCA):
+        raise TypeError(f"zca must be a ddlib.ZCA; got {type(zca).__name__}")
+    shape = tuple(images_train.shape[1:])
+    if zca.feature_shape != shape:
+        raise ValueError(f"zca was fit on images of shape {zca.feature_shape}; the training images are {shape}")
+    if zca.regularization != ZCA_REGULARIZATION:
+        raise ValueError(f"zca has regularization {zca.regularization}; experts use {ZCA_REGULARIZATION}")
+    mean = images_train.detach().reshape(len(images_train), -1).to(torch.float64).mean(0)
+    gap = float((mean - zca.mean.to(mean.device)).abs().max())
+    if gap > 1e-6:
+        raise ValueError(f"zca was not fit on these training images: its mean differs from theirs by up to {gap:.3g} "
+                         "(expected ZCA.fit(data.images_train, regularization=0.1))")
+
+
+def prepare_expert_data(data: ImageDataset, config: ExpertConfig, device: torch.device,
+                        zca: ZCA | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Train/test images and labels on ``device``, ZCA-whitened (fit on train) when ``config.zca``.
+
+    ``zca``, when given, is that whitening already fitted (checked by :func:`check_training_zca`),
+    so that several kinds of experts on one data set fit it once; ignored when not ``config.zca``.
 
     Returns
     -------
@@ -260,7 +283,11 @@ def prepare_expert_data(data: ImageDataset, config: ExpertConfig,
     images_train = data.images_train.to(device)
     images_test = data.images_test.to(device)
     if config.zca:
-        zca = ZCA.fit(images_train, regularization=ZCA_REGULARIZATION)
+        if zca is None:
+            zca = ZCA.fit(images_train, regularization=ZCA_REGULARIZATION)
+        else:
+            check_training_zca(zca, images_train)
+            zca = zca.to(device)
         images_train, images_test = zca.transform(images_train), zca.transform(images_test)
     return images_train, data.labels_train.to(device), images_test, data.labels_test.to(device)
 
@@ -274,6 +301,7 @@ def train_expert(
     device: str | torch.device = "cpu",
     on_epoch: Callable[[ExpertState], None] | None = None,
     start: ExpertState | None = None,
+    zca: ZCA | None = None,
 ) -> Trajectory:
     """Train one expert and record its parameters after every epoch.
 
@@ -295,6 +323,10 @@ def train_expert(
     start : ExpertState, optional
         Resume from this state (as passed to ``on_epoch``); the result is bit-identical to
         an uninterrupted run on the same machine and device.
+    zca : ZCA, optional
+        With ``config.zca``: the whitening fitted on ``data.images_train`` with regularisation
+        0.1, reused instead of fitted again (checked: shape, regularisation, mean); ignored
+        otherwise.
 
     Returns
     -------
@@ -309,7 +341,7 @@ def train_expert(
     generator = make_generator(derive_seed(seed, "data"))
     optimizer = ScheduledOptimizer(net.parameters(), config.optimizer)  # rebuilt at milestones if the config says so
     augment, mix = training_augmentation(config.augmentation) if config.dsa else (None, None)
-    images_train, labels_train, images_test, labels_test = prepare_expert_data(data, config, device)
+    images_train, labels_train, images_test, labels_test = prepare_expert_data(data, config, device, zca)
 
     snapshots = torch.empty(config.epochs + 1, layout.numel, dtype=torch.float32)
     if start is None:

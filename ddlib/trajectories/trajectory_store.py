@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ddlib.data.dataset import ImageDataset
+from ddlib.data.zca import ZCA
 from ddlib.trajectories.expert_state import ExpertState
 from ddlib.trajectories.experts import ExpertConfig, Trajectory, train_expert
 from ddlib.trajectories.expert_records import merge_records, read_records, write_record
@@ -225,7 +226,7 @@ def _open_for_writing(root: Path, header: dict[str, Any], num_experts: int) -> d
 def _train_missing(root: Path, manifest: dict[str, Any], data: ImageDataset, config: ExpertConfig,
                    num_experts: int, seed: int, loss_hook: LossHook, device: str | torch.device, progress: bool,
                    on_epoch: Callable[[int, ExpertState], None] | None, ids: list[int],
-                   write_manifest: bool) -> None:
+                   write_manifest: bool, zca: ZCA | None = None) -> None:
     """Train the experts of ``ids`` that are neither in the manifest nor recorded in a record file.
 
     With ``write_manifest`` (the caller holds the lock) each finished expert is folded into the
@@ -260,7 +261,7 @@ def _train_missing(root: Path, manifest: dict[str, Any], data: ImageDataset, con
                     on_epoch(k, state)
 
             trajectory = train_expert(data, config, expert_seed, loss_hook=loss_hook, device=device,
-                                      on_epoch=checkpoint, start=start)
+                                      on_epoch=checkpoint, start=start, zca=zca)
             payload = _torch_bytes(trajectory.snapshots.to(config.torch_storage_dtype).clone())
             name = f"expert_{k:03d}.pt"
             _atomic_write(root / name, payload)
@@ -293,6 +294,7 @@ def generate_experts(
     on_epoch: Callable[[int, ExpertState], None] | None = None,
     ids: Sequence[int] | None = None,
     write_manifest: bool = True,
+    zca: ZCA | None = None,
 ) -> TrajectoryStore:
     """Train ``num_experts`` experts into ``root``, creating the store or resuming it.
 
@@ -328,6 +330,10 @@ def generate_experts(
         expert leaves a record file (:mod:`ddlib.trajectories.expert_records`) that rank 0 folds
         in after the next barrier with another ``ids=()`` call. Expert ``k`` is seeded from
         ``seed`` and ``k`` alone, so the store does not depend on how the ids were split.
+    zca : ZCA, optional
+        With ``config.zca``: the whitening fitted on ``data.images_train`` (regularisation
+        0.1), reused instead of fitted once per expert (see
+        :func:`~ddlib.trajectories.experts.train_expert`).
 
     Raises
     ------
@@ -361,12 +367,12 @@ def generate_experts(
             raise ValueError(f"the trajectory store {str(root)!r} was made with other settings; "
                              f"differences: {'; '.join(diffs)}")
         _train_missing(root, manifest, data, config, num_experts, seed, loss_hook, device, progress, on_epoch,
-                       ids, write_manifest=False)
+                       ids, write_manifest=False, zca=zca)
         return TrajectoryStore.open(root)
     # One writer at a time: a second run waits here, then finds the first run's experts finished.
     with file_lock(root / LOCK_NAME, f"trajectory store {root}"):
         clean_stale_temporaries(root)  # only files whose writing process is gone
         manifest = _open_for_writing(root, header, num_experts)
         _train_missing(root, manifest, data, config, num_experts, seed, loss_hook, device, progress, on_epoch,
-                       ids, write_manifest=True)
+                       ids, write_manifest=True, zca=zca)
     return TrajectoryStore.open(root)
