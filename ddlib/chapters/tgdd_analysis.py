@@ -295,6 +295,8 @@ def coverage_distance(real: torch.Tensor, real_labels: torch.Tensor, syn: torch.
     ValueError
         If a class of ``real_labels`` has no synthetic sample.
     """
+    # the labels index the features: on the features' device (a CUDA run keeps the data set's labels on the CPU)
+    real_labels, syn_labels = real_labels.to(real.device), syn_labels.to(syn.device)
     total = 0.0
     for c in torch.unique(real_labels).tolist():
         mine = syn[syn_labels == c]
