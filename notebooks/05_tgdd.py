@@ -529,7 +529,7 @@ for row, name in enumerate(("DM", "TGDD")):
     for col, e in enumerate(stages):
         feats = tga.snapshot_features(probe_net, expert.snapshot(e), syn.images_syn)
         xy = tga.tsne_embedding(feats, seed=seed)
-        axes[row, col].scatter(xy[:, 0], xy[:, 1], c=syn.labels_syn, cmap="tab10", s=14)
+        axes[row, col].scatter(xy[:, 0], xy[:, 1], c=syn.labels_syn.cpu(), cmap="tab10", s=14)
         axes[row, col].set(title=f"{name}, expert epoch {e}", xticks=[], yticks=[])
 fig.suptitle(f"Synthetic features, IPC {analysis_ipc}, {data.name} ({scale} scale)")
 plt.tight_layout()
@@ -616,8 +616,8 @@ for ax, name in zip(axes, ("DM", "TGDD")):
     syn = analysis_sets[name]
     syn_feats = tga.snapshot_features(probe_net, expert.snapshot(last), syn.images_syn)
     real_xy, syn_xy = tga.pca_embedding(real_feats, syn_feats)
-    ax.scatter(real_xy[:, 0], real_xy[:, 1], c=real.labels_train, cmap="tab10", s=6, alpha=0.25)
-    ax.scatter(syn_xy[:, 0], syn_xy[:, 1], c=syn.labels_syn, cmap="tab10", s=50, edgecolors="black")
+    ax.scatter(*real_xy.T[:2], c=real.labels_train.cpu(), cmap="tab10", s=6, alpha=0.25)
+    ax.scatter(*syn_xy.T[:2], c=syn.labels_syn.cpu(), cmap="tab10", s=50, edgecolors="black")
     ax.set(title=f"{name}, IPC {analysis_ipc}", xlabel="PC 1", ylabel="PC 2")
 plt.tight_layout()
 
