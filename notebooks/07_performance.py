@@ -53,8 +53,9 @@ from IPython.display import Markdown, display
 
 import ddlib
 from ddlib.chapters import performance_cost_growth as cost_growth, performance_page as page
-from ddlib.chapters import performance_profile as perf_profile, precision_study as bf16
+from ddlib.chapters import performance_gpu as gpu_page, performance_profile as perf_profile
 from ddlib.chapters import performance_side_by_side as side_by_side, performance_tables as tables
+from ddlib.chapters import precision_study as bf16
 
 sns.set_theme(style="whitegrid")
 # every parameter checked before any compute
@@ -187,6 +188,30 @@ else:
     plt.show()
     display(Markdown(cost_growth.cost_growth_caption(growth)))
     display(Markdown(cost_growth.cost_growth_text(frame)))
+
+# %% [markdown]
+# ## On a GPU
+#
+# The papers ran on GPUs, and so does a paper-scale run of this book. The GPU check
+# (`benchmarks/gpu_check.sh`, one command on a GPU machine) first tests that the CPU and CUDA
+# give the same MTT step, DM step and evaluation on a small problem, then times the cases
+# below on the device, then runs every chapter's paper-scale dry run there. Ratios are taken
+# only between cases of the same check. PyTorch's defaults apply: cuDNN convolutions in float32
+# may use TF32 tensor cores, which is one reason bf16 autocast has little left to gain on a GPU,
+# unlike on a CPU. At 30 inner steps the graph mode of the MTT code is faster on the GPU than
+# recomputing, as expected when memory is plentiful, for about fifteen times the memory.
+
+# %% tags=["hide-input"]
+gpu = gpu_page.load_gpu_check(page.ROOT)
+if gpu is None:
+    display(Markdown("No GPU check has been run for this build."))
+else:
+    display(Markdown(gpu_page.gpu_text(gpu)))
+    display(gpu_page.gpu_table(gpu).style.format(gpu_page.GPU_FORMATS, na_rep="-"))
+    display(Markdown(gpu_page.gpu_caption(gpu)))
+    ratios = gpu_page.gpu_ratios(gpu).style.format(gpu_page.RATIO_FORMATS, na_rep="-")
+    display(ratios.hide(axis="index"))
+    display(Markdown(gpu_page.gpu_ratios_caption()))
 
 # %% [markdown]
 # ## Achieved arithmetic throughput

@@ -9,7 +9,7 @@ import ddlib.methods.dm as dm_module
 import ddlib.methods.dm_embedding as dm_embedding
 from ddlib.data.augment import DSA
 from ddlib.methods.distill_loop import run_distillation
-from ddlib.methods.dm import DistributionMatching, DMConfig, augment_by_class, dm_loss, reinitialize_
+from ddlib.methods.dm import DistributionMatching, DMConfig, augment_by_class, dm_loss
 from ddlib.core.functional import flatten_params
 from ddlib.models import build_model
 from helpers import Interrupting, check_nan_loss_guard
@@ -92,14 +92,6 @@ def test_augment_by_class_is_siamese_per_class():
 
 
 # -- re-initialisation ---------------------------------------------------------------------------
-def test_reinitialize_matches_build_model_and_keeps_global_rng():
-    net = build_model("ConvNet", 1, 10, (8, 8), width=8, seed=5)
-    state = torch.get_rng_state()
-    reinitialize_(net, 123)
-    assert torch.equal(torch.get_rng_state(), state)
-    assert torch.equal(flatten_params(net), flatten_params(build_model("ConvNet", 1, 10, (8, 8), width=8, seed=123)))
-
-
 def test_network_reinitialised_every_iteration_without_new_module(digits, monkeypatch):
     calls = []
     original = dm_module.build_model

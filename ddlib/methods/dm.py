@@ -21,12 +21,14 @@ statistics span all classes, which is what the DM code does for its BN models. O
 CPU the real pass is split into chunks of 16 images (``DMConfig.real_chunk``) so that each
 chunk's activations stay in cache; features are per image, so the loss is unchanged.
 
-The same network object is re-initialised in place every iteration (:func:`reinitialize_`,
-seeded from the run's generator), so a run is deterministic per seed and no module is
-built per iteration. :mod:`ddlib.methods.tgdd` reuses :func:`dm_loss` and :func:`augment_by_class`.
+The same network object is re-initialised in place every iteration (:func:`~ddlib.models.reinit.reinitialize_`,
+seeded from the run's generator, weights drawn on the CPU), so a run is deterministic per seed,
+the same on every device up to rounding, and no module is built per iteration.
+:mod:`ddlib.methods.tgdd` reuses :func:`dm_loss` and :func:`augment_by_class`.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any, Callable, Literal, Sequence
 
@@ -45,12 +47,13 @@ from ddlib.methods.distill_loop import NonFiniteLoss, check_update, guard_bound
 from ddlib.methods.dm_embedding import check_real_chunk, embed_without_grad, resolve_real_chunk
 from ddlib.core.functional import ParamLayout
 from ddlib.models import build_model
+from ddlib.models.reinit import reinitialize_
 from ddlib.core.runtime import derive_seed, make_generator, resolve_device
 from ddlib.methods.synthetic import SyntheticSet
 
 __all__ = [
     "DMConfig", "DistributionMatching", "dm_loss", "augment_by_class", "sample_real_by_class",
-    "real_init", "reinitialize_", "image_step",
+    "real_init", "image_step",
 ]
 
 
@@ -232,26 +235,6 @@ def real_init(data: ImageDataset, ipc: int, generator: torch.Generator) -> tuple
     return data.images_train[torch.cat(picks).to(data.images_train.device)].detach().clone().cpu(), labels
 
 
-def reinitialize_(net: nn.Module, seed: int) -> None:
-    """Re-draw the parameters of ``net`` in place from ``seed`` (``reset_parameters`` of every layer).
-
-    The draw runs inside ``torch.random.fork_rng``, so the global RNG state is untouched.
-    On the CPU the result equals the weights of ``build_model(..., seed=seed)`` (layers are
-    reset in construction order; checked for ConvNet in the tests). Batch-norm running
-    statistics are reset too. CUDA parameters draw from the CUDA generator, so the weights
-    differ between devices (the run is still deterministic per seed and device).
-    """
-    cuda = sorted({p.device.index if p.device.index is not None else torch.cuda.current_device()
-                   for p in net.parameters() if p.is_cuda})
-    with torch.random.fork_rng(devices=cuda):
-        torch.random.default_generator.manual_seed(seed)
-        for index in cuda:
-            torch.cuda.default_generators[index].manual_seed(seed)
-        for module in net.modules():
-            if module is not net and callable(getattr(module, "reset_parameters", None)):
-                module.reset_parameters()
-
-
 def image_step(images: torch.Tensor, optimizer: torch.optim.Optimizer, loss: torch.Tensor, what: str) -> None:
     """Check ``loss`` and its gradient, then take one optimizer step on ``images``.
 
@@ -307,6 +290,8 @@ class DistributionMatching:
         self.net = build_model(config.arch, data.channel, data.num_classes, data.im_size, width=config.width,
                                depth=config.depth, norm=config.norm).to(self.device)
         self.net.train()  # as in the DM code (batch norm, if any, uses batch statistics)
+        # Off the CPU, each iteration's weights are drawn into this CPU copy and copied over (reinitialize_).
+        self._cpu_twin = None if self.device.type == "cpu" else copy.deepcopy(self.net).cpu()
         check_per_sample(self.net, self.shard, "DistributionMatching")
         self.embed = autocast_float32_output(maybe_compile(self.net.embed, config.compile, self.device),
                                              config.precision, self.device)
@@ -337,7 +322,7 @@ class DistributionMatching:
             ``loss`` and ``net_seed`` (the seed the network was re-initialised with).
         """
         net_seed = int(torch.randint(0, 2**63 - 1, (1,), generator=self.generator))
-        reinitialize_(self.net, net_seed)
+        reinitialize_(self.net, net_seed, cpu_twin=self._cpu_twin)
         if self.shard is not None:  # this rank's classes; the loss is a sum over classes
             _, real, syn = owned_class_batches(self.shard, self.data, self.config.batch_real, self.generator,
                                                self.device, self.augment, self.syn_by_class())
