@@ -2,7 +2,8 @@
 # The GPU check: one command for a lent GPU machine (one NVIDIA H200 for about 15 minutes, a stock
 # Python with torch but no network). Under 8 minutes on an H200; writes everything under $OUT:
 #   device.json        the machine, torch and CUDA versions
-#   gpu_tests.log/.xml CPU and CUDA give the same MTT step, DM step and evaluation (pytest -m gpu)
+#   gpu_tests.log/.xml CPU and CUDA give the same MTT, AST, MCT, DM and TGDD steps and evaluation
+#                      (pytest -m gpu)
 #   bench.json         benchmark cases on the device: MTT IPC 10 at 10 and 30 inner steps (both
 #                      memory modes; AST's Table 8 reports 0.6 s per iteration on CIFAR-10 IPC 10),
 #                      sequential vs batched evaluation, bf16 autocast vs float32 (expert epoch,

@@ -194,7 +194,7 @@ else:
 #
 # The papers ran on GPUs, and so does a paper-scale run of this book. The GPU check
 # (`benchmarks/gpu_check.sh`, one command on a GPU machine) first tests that the CPU and CUDA
-# give the same MTT step, DM step and evaluation on a small problem, then times the cases
+# give the same distillation steps and evaluation on a small problem, then times the cases
 # below on the device, then runs every chapter's paper-scale dry run there. Ratios are taken
 # only between cases of the same check. PyTorch's defaults apply: cuDNN convolutions in float32
 # may use TF32 tensor cores, which is one reason bf16 autocast has little left to gain on a GPU,

@@ -143,7 +143,7 @@ def test_gpu_check_runs_its_cpu_rehearsal(tmp_path):
                          text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert json.loads((tmp_path / "device.json").read_text())["cuda_available"] in (True, False)
-    assert "3 passed" in (tmp_path / "gpu_tests.log").read_text()
+    assert "7 passed" in (tmp_path / "gpu_tests.log").read_text()
     bench = json.loads((tmp_path / "bench.json").read_text())
     assert bench["size"] == "tiny" and bench["cases"]["eval_batched"]["status"] == "ok"
     assert "done, status 0" in (tmp_path / "check.log").read_text()

@@ -1,10 +1,11 @@
-"""CPU and CUDA agree: an MTT step (images and syn_lr), a DM step and an evaluation.
+"""CPU and CUDA agree: MTT, AST (both variants), MCT, DM and TGDD steps, and an evaluation.
 
 Marked ``gpu`` and skipped without CUDA; ``benchmarks/gpu_check.sh`` runs them on a GPU machine
 (``pytest -m gpu``). ``DDLIB_GPU_TEST_DEVICE=cpu`` runs the same comparisons against a second CPU
 run, to rehearse the check on a machine without a GPU (they then test determinism only).
 """
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,11 +14,13 @@ import ddlib
 from ddlib.methods.distill_loop import run_distillation
 from ddlib.methods.dm import DistributionMatching, DMConfig
 from ddlib.evaluation.runner import EvalConfig, evaluate_synthetic
-from ddlib.core.functional import flatten_params
+from ddlib.core.functional import ParamLayout, flatten_params
 from ddlib.models import build_model
 from ddlib.methods.mtt import TrajectoryMatching
 from ddlib.methods.mtt_config import MTTConfig
 from ddlib.core.runtime import make_generator
+from ddlib.methods.tgdd import TGDD, TGDDConfig
+from ddlib.trajectories.convexified import ConvexifiedTrajectory
 from ddlib.core.train import OptimizerConfig, make_optimizer, train_epoch
 
 DEVICE = os.environ.get("DDLIB_GPU_TEST_DEVICE", "cuda")
@@ -71,18 +74,55 @@ def source(digits):
     return trajectories
 
 
-def _mtt(digits, source, device):
-    net = build_model("ConvNet", digits.channel, digits.num_classes, digits.im_size, width=8, seed=0)
-    config = MTTConfig(ipc=2, iterations=2, syn_steps=4, expert_epochs=1, max_start_epoch=1, lr_img=10.0,
-                       lr_lr=1e-5, lr_teacher=0.01, dsa=True)
-    method = TrajectoryMatching(digits.to(device), source, net, config, seed=0, device=device)
+@pytest.fixture(scope="module")
+def convexified(digits, source):
+    """MCT's two-model trajectories of the same experts (continuous in the epoch)."""
+    layout = ParamLayout.of(_net(digits))
+    return _Source(ConvexifiedTrajectory.from_trajectory(SimpleNamespace(snapshots=t.snapshots, layout=layout))
+                   for t in source)
+
+
+def _net(digits):
+    return build_model("ConvNet", digits.channel, digits.num_classes, digits.im_size, width=8, seed=0)
+
+
+MTT = MTTConfig(ipc=2, iterations=2, syn_steps=4, expert_epochs=1, max_start_epoch=1, lr_img=10.0, lr_lr=1e-5,
+                lr_teacher=0.01, dsa=True)
+
+
+def _mtt(digits, source, device, config=MTT):
+    method = TrajectoryMatching(digits.to(device), source, _net(digits), config, seed=0, device=device)
     return run_distillation(method, progress=False).synthetic
 
 
-def test_mtt_steps_agree(digits, source):
-    cpu, other = _mtt(digits, source, "cpu"), _mtt(digits, source, DEVICE)
+def _assert_same_images(digits, source, config):
+    cpu, other = _mtt(digits, source, "cpu", config), _mtt(digits, source, DEVICE, config)
     torch.testing.assert_close(other.images_syn.cpu(), cpu.images_syn, rtol=1e-3, atol=1e-4)
     assert other.syn_lr == pytest.approx(cpu.syn_lr, rel=1e-3)
+
+
+def test_mtt_steps_agree(digits, source):
+    _assert_same_images(digits, source, MTT)
+
+
+@pytest.mark.parametrize("variant", ["code", "paper"])
+def test_ast_steps_agree(digits, source, variant):
+    # Weight perturbation, balanced inner loss and intermediate matching (2 expert epochs: one midpoint);
+    # real initialisation (the representative one needs a trained expert's features).
+    _assert_same_images(digits, source, MTT.with_ast(variant, init="real", expert_epochs=2))
+
+
+def test_mct_steps_agree(digits, convexified):
+    _assert_same_images(digits, convexified, MTT.replace(sampling="continuous"))
+
+
+def test_tgdd_steps_agree(digits, source):
+    def images(device):
+        method = TGDD(digits.to(device), source, _net(digits), TGDDConfig(ipc=2, iterations=2, batch_real=16), 0,
+                      device=device)
+        return run_distillation(method, progress=False).synthetic.images_syn.cpu()
+
+    torch.testing.assert_close(images(DEVICE), images("cpu"), rtol=1e-3, atol=1e-4)
 
 
 def test_dm_steps_agree(digits):

@@ -145,8 +145,8 @@ def gpu_text(check: GpuCheck) -> str:
             f"`{sha}`{dirty} ({check.origin}).")
     if check.tests is None:
         return text + " The agreement tests' log is missing."
-    text += (f" The CPU-vs-CUDA agreement tests (an MTT step, a DM step and an evaluation on the embedded "
-             f"digits, TF32 off): **{check.tests}**.")
+    text += (f" The CPU-vs-CUDA agreement tests (distillation steps and an evaluation on the embedded digits, "
+             f"TF32 off): **{check.tests}**.")
     for name in check.failed:
         text += f"\n\n- `{name}` failed" + (f": {check.notes[name]}" if name in check.notes else ".")
     return text
