@@ -197,9 +197,9 @@ else:
 # give the same distillation steps and evaluation on a small problem, then times the cases
 # below on the device, then runs every chapter's paper-scale dry run there. Ratios are taken
 # only between cases of the same check. PyTorch's defaults apply: cuDNN convolutions in float32
-# may use TF32 tensor cores, which is one reason bf16 autocast has little left to gain on a GPU,
-# unlike on a CPU. At 30 inner steps the graph mode of the MTT code is faster on the GPU than
-# recomputing, as expected when memory is plentiful, for about fifteen times the memory.
+# may use TF32 tensor cores, so bf16 autocast may have less to gain there than on a CPU; the
+# ratios below measure it, and what the graph mode of the MTT code buys on a GPU, where memory
+# is plentiful, against ddlib's default of recomputing, and at what memory cost.
 
 # %% tags=["hide-input"]
 gpu = gpu_page.load_gpu_check(page.ROOT)
