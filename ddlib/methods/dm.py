@@ -287,11 +287,12 @@ class DistributionMatching:
         if self.shard is not None:
             self.shard.classes(data.num_classes)  # ValueError now when a rank would own no class
         self.device = resolve_device(device)
-        self.net = build_model(config.arch, data.channel, data.num_classes, data.im_size, width=config.width,
-                               depth=config.depth, norm=config.norm).to(self.device)
-        self.net.train()  # as in the DM code (batch norm, if any, uses batch statistics)
+        net = build_model(config.arch, data.channel, data.num_classes, data.im_size, width=config.width,
+                          depth=config.depth, norm=config.norm)
         # Off the CPU, each iteration's weights are drawn into this CPU copy and copied over (reinitialize_).
-        self._cpu_twin = None if self.device.type == "cpu" else copy.deepcopy(self.net).cpu()
+        self._cpu_twin = None if self.device.type == "cpu" else copy.deepcopy(net)
+        self.net = net.to(self.device)
+        self.net.train()  # as in the DM code (batch norm, if any, uses batch statistics)
         check_per_sample(self.net, self.shard, "DistributionMatching")
         self.embed = autocast_float32_output(maybe_compile(self.net.embed, config.compile, self.device),
                                              config.precision, self.device)

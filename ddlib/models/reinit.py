@@ -53,9 +53,10 @@ def reinitialize_(net: nn.Module, seed: int, *, cpu_twin: nn.Module | None = Non
             if module is not target and callable(getattr(module, "reset_parameters", None)):
                 module.reset_parameters()
     if target is not net:
+        drawn = target.state_dict()
         with torch.no_grad():
             for name, value in net.state_dict().items():
-                value.copy_(target.state_dict()[name])
+                value.copy_(drawn[name])
 
 
 def _check_twin(net: nn.Module, cpu_twin: nn.Module) -> None:
